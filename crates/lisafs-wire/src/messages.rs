@@ -56,17 +56,10 @@ pub trait Message<'a>: Wire<'a> {
         Ok(w.written())
     }
 
-    /// Appends the encoding to `out` (allocates only to grow `out`).
+    /// Appends the encoding to `out` (allocates only to grow `out`); on
+    /// failure `out` is left as it was.
     fn encode_to_vec(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let start = out.len();
-        out.resize(start + self.encoded_len(), 0);
-        match self.encode_to_slice(&mut out[start..]) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                out.truncate(start);
-                Err(e)
-            }
-        }
+        self.append_to(out)
     }
 }
 

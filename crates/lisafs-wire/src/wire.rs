@@ -22,6 +22,21 @@ pub trait Wire<'a>: Sized {
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError>;
     /// Reads one value, consuming exactly its encoding.
     fn decode(r: &mut Reader<'a>) -> Result<Self, DecodeError>;
+
+    /// Appends the encoding to `out` (allocates only to grow `out`); on
+    /// failure `out` is left as it was.
+    fn append_to(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let start = out.len();
+        out.resize(start + self.encoded_len(), 0);
+        let mut w = Writer::new(&mut out[start..]);
+        match self.encode(&mut w) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                out.truncate(start);
+                Err(e)
+            }
+        }
+    }
 }
 
 macro_rules! scalar_wire {
