@@ -1,0 +1,31 @@
+//! The LISAFS server core.
+//!
+//! Mirrors gVisor's `pkg/lisafs` server: a [`Server`] owns one node tree and
+//! one rename lock shared by many connections; each connection has its own
+//! FDID namespace holding control FDs (positions in the tree), open FDs and
+//! bound-socket FDs. Backends plug in through the traits of [`backend`];
+//! the core validates requests, enforces each operation's concurrency
+//! guarantee with the rename lock and per-node locks, and encodes replies.
+//!
+//! Lock order (outermost first): server rename lock → node op lock → node
+//! children lock → node control-FD list lock.
+
+#![warn(missing_docs)]
+
+pub mod backend;
+mod connection;
+mod errno;
+mod fd;
+mod handlers;
+mod node;
+mod serve;
+mod stats;
+
+pub use backend::{
+    BoundSocketFdImpl, ConnectionImpl, ControlFdImpl, NewControl, NewOpen, OpenFdImpl,
+    SetStatResult,
+};
+pub use connection::{Connection, ConnectionOpts, Reply, Server};
+pub use errno::{Errno, FsResult};
+pub use serve::{serve_socket, ServeEnd};
+pub use stats::Stats;

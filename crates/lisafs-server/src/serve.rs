@@ -1,0 +1,69 @@
+//! Serving a connection over the socket communicator.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use lisafs_transport::{RecvError, SockCommunicator};
+
+use crate::connection::{Connection, Reply};
+
+/// How a connection's serving loop ended.
+#[derive(Debug)]
+pub enum ServeEnd {
+    /// The client closed the socket (or it was shut down) between requests.
+    Closed,
+    /// The client closed the socket in the middle of a request.
+    Truncated,
+    /// The socket failed.
+    Io(std::io::Error),
+}
+
+/// Serves requests from `comm` until the client goes away, one at a time on
+/// the calling thread, then closes the connection (releasing every FD it
+/// still has registered). Handler errors become Error replies; only a
+/// transport failure ends the loop.
+pub fn serve_socket(conn: &Connection, mut comm: SockCommunicator) -> ServeEnd {
+    comm.set_max_payload(conn.max_message_size());
+    let mut reply = Reply::default();
+    let end = loop {
+        match comm.recv(0) {
+            Ok(frame) => conn.handle(frame.mid, frame.payload, &mut reply),
+            Err(RecvError::TooLarge { .. }) => conn.reply_too_large(&mut reply),
+            Err(RecvError::Closed) => break ServeEnd::Closed,
+            Err(RecvError::Truncated) => break ServeEnd::Truncated,
+            Err(RecvError::Io(e)) => break ServeEnd::Io(e),
+            Err(_) => break ServeEnd::Truncated,
+        }
+        let sent = send_reply(&mut comm, &mut reply);
+        if let Err(e) = sent {
+            break ServeEnd::Io(e);
+        }
+    };
+    conn.close();
+    end
+}
+
+/// Sends `reply`, then closes the server's copies of its donated FDs.
+pub(crate) fn send_reply(comm: &mut SockCommunicator, reply: &mut Reply) -> std::io::Result<()> {
+    set_nonblocking(&reply.fds);
+    let result = match reply.fds.as_slice() {
+        [] => comm.send(reply.mid, &reply.payload, &[]),
+        [a] => comm.send(reply.mid, &reply.payload, &[a.as_fd()]),
+        many => {
+            let fds: Vec<BorrowedFd<'_>> = many.iter().map(AsFd::as_fd).collect();
+            comm.send(reply.mid, &reply.payload, &fds)
+        }
+    };
+    reply.fds.clear();
+    result
+}
+
+/// gVisor donates every FD non-blocking (the Sentry polls them); failure is
+/// ignored, as for `O_PATH` descriptors.
+fn set_nonblocking(fds: &[OwnedFd]) {
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+    for fd in fds {
+        if let Ok(flags) = fcntl_getfl(fd) {
+            let _ = fcntl_setfl(fd, flags | OFlags::NONBLOCK);
+        }
+    }
+}
