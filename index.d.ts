@@ -9,6 +9,35 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** A LISAFS server of one host directory. Each connection mounts the root. */
+export declare class Server {
+  /**
+   * Opens `options.root` (which must be a directory) for serving. Throws
+   * with the errno as `code` (`'ENOENT'`, `'ENOTDIR'`...) if it cannot.
+   */
+  constructor(options: ServerOptions)
+  /**
+   * Listens on the Unix socket `socketPath`; every accepted connection is
+   * served on its own thread. Throws `EADDRINUSE` if the path exists.
+   * The socket file is removed by {@link Server.close}.
+   */
+  listen(socketPath: string): void
+  /**
+   * Serves an already connected stream socket, for example one end of
+   * {@link socketPair} handed to a sandbox. The server takes ownership of
+   * `fd` and closes it when the connection ends.
+   */
+  attach(fd: number): void
+  /**
+   * Stops accepting, disconnects every client, waits for requests in
+   * flight, releases every FD and removes the socket files. Resolves when
+   * done; idempotent.
+   */
+  close(): Promise<void>
+  /** Live connections, FDs and nodes. */
+  stats(): ServerStats
+}
+
 /** The prefix shared by OpenCreateAt, MkdirAt, MknodAt and BindAt. */
 export interface CreateCommon {
   dirFd: bigint
@@ -175,6 +204,42 @@ export type Response =
   | { type: 'Accept'; peerAddr: Buffer }
   | { type: 'ConnectWithCreds' }
   | { type: 'RenameAt2' }
+
+/** Options of a {@link Server}. */
+export interface ServerOptions {
+  /** The directory to serve. Clients can reach nothing outside it. */
+  root: string
+  /** Refuse every mutation with EROFS. Default false. */
+  readonly?: boolean
+  /**
+   * Let clients connect to, create and accept on host Unix sockets inside
+   * the root. Default false (EPERM).
+   */
+  hostUds?: boolean
+  /** Let clients open host FIFOs inside the root. Default false (EPERM). */
+  hostFifo?: boolean
+}
+
+/** Live objects of a server. */
+export interface ServerStats {
+  /** Connections being served. */
+  connections: number
+  /** Control FDs (handles on tree positions) across all connections. */
+  controlFds: number
+  /** Open FDs across all connections. */
+  openFds: number
+  /** Bound-socket FDs across all connections. */
+  boundSocketFds: number
+  /** Nodes of the tree below the root. */
+  nodes: number
+}
+
+/**
+ * A connected pair of Unix stream sockets (close-on-exec), as raw file
+ * descriptors: give one to {@link Server.attach} and the other to a
+ * client (for example as a child process's stdio).
+ */
+export declare function socketPair(): [number, number]
 
 /** Filesystem statistics. */
 export interface StatFs {

@@ -835,11 +835,13 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.Server = nativeBinding.Server
 module.exports.decodeRequest = nativeBinding.decodeRequest
 module.exports.decodeResponse = nativeBinding.decodeResponse
 module.exports.encodeRequest = nativeBinding.encodeRequest
 module.exports.encodeResponse = nativeBinding.encodeResponse
 module.exports.messageName = nativeBinding.messageName
 module.exports.Mid = nativeBinding.Mid
+module.exports.socketPair = nativeBinding.socketPair
 module.exports.version = nativeBinding.version
 module.exports.WalkStatus = nativeBinding.WalkStatus

@@ -8,56 +8,23 @@
 use lisafs_wire as w;
 use lisafs_wire::{Message, Seq};
 use napi::bindgen_prelude::{BigInt, Buffer, Uint8Array};
-use napi::{Env, Error, Status};
+use napi::Env;
 use napi_derive::napi;
 
-/// A failure to report to JS as a Node-style error with a `code`.
-struct Fail {
-    code: &'static str,
-    range: bool,
-    message: String,
-}
-
-type Result<T> = std::result::Result<T, Fail>;
-
-impl Fail {
-    /// Throws into JS; the returned error tells napi the exception is
-    /// already pending.
-    fn throw(self, env: &Env) -> Error {
-        let thrown = if self.range {
-            env.throw_range_error(&self.message, Some(self.code))
-        } else {
-            env.throw_error(&self.message, Some(self.code))
-        };
-        match thrown {
-            Ok(()) => Error::from_status(Status::PendingException),
-            Err(e) => e,
-        }
-    }
-}
+use crate::error::{Fail, Result};
 
 fn decode_error(e: w::DecodeError) -> Fail {
-    Fail {
-        code: "ERR_LISAFS_DECODE",
-        range: false,
-        message: e.to_string(),
-    }
+    Fail::new("ERR_LISAFS_DECODE", e.to_string())
 }
 
 fn encode_error(e: w::EncodeError) -> Fail {
-    Fail {
-        code: "ERR_LISAFS_ENCODE",
-        range: false,
-        message: e.to_string(),
-    }
+    Fail::new("ERR_LISAFS_ENCODE", e.to_string())
 }
 
 fn range_error(what: &str, bits: u32) -> Fail {
-    Fail {
-        code: "ERR_OUT_OF_RANGE",
-        range: true,
-        message: format!("{what} must be an unsigned value that fits in {bits} bits"),
-    }
+    Fail::range(format!(
+        "{what} must be an unsigned value that fits in {bits} bits"
+    ))
 }
 
 fn u64_of(what: &str, b: &BigInt) -> Result<u64> {
@@ -78,11 +45,9 @@ fn i64_of(what: &str, b: &BigInt) -> Result<i64> {
         (v, true) => Ok(v),
         // get_i64 reports i64::MIN as lossy when it is exact.
         (i64::MIN, _) if b.words.len() == 1 => Ok(i64::MIN),
-        _ => Err(Fail {
-            code: "ERR_OUT_OF_RANGE",
-            range: true,
-            message: format!("{what} must fit in a signed 64-bit integer"),
-        }),
+        _ => Err(Fail::range(format!(
+            "{what} must fit in a signed 64-bit integer"
+        ))),
     }
 }
 

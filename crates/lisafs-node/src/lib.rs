@@ -1,16 +1,19 @@
 //! N-API binding for lisafs.
 //!
 //! This crate is deliberately thin: it converts between JavaScript and Rust
-//! values and delegates all protocol logic to `lisafs-wire`. Nothing in here
-//! should make decisions about the LISAFS protocol itself.
+//! values and delegates all protocol and serving logic to the `lisafs-*`
+//! crates. Nothing in here makes decisions about the protocol itself.
 
 #![deny(clippy::all)]
 
 use napi_derive::napi;
 
 mod codec;
+mod error;
+mod server;
 
 pub use codec::*;
+pub use server::*;
 
 /// The version of the native addon (the `lisafs-node` crate version, which is
 /// kept in lockstep with the npm package version).

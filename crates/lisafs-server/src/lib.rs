@@ -19,6 +19,7 @@ mod fd;
 mod handlers;
 mod node;
 mod serve;
+mod service;
 mod stats;
 
 pub use backend::{
@@ -28,4 +29,5 @@ pub use backend::{
 pub use connection::{Connection, ConnectionOpts, Reply, Server};
 pub use errno::{Errno, FsResult};
 pub use serve::{serve_socket, ServeEnd};
+pub use service::Service;
 pub use stats::Stats;
