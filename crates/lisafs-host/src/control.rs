@@ -1,7 +1,7 @@
 //! [`HostControl`]: a control FD backed by one host FD.
 
 use std::any::Any;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use lisafs_server::{
@@ -93,6 +93,27 @@ impl HostControl {
     /// The `/proc/self/fd` entry name of this FD.
     fn proc_name(&self) -> DecInt {
         DecInt::from_fd(&self.fd)
+    }
+
+    /// Gives a just-created file exactly `mode`'s permission bits when the
+    /// process umask stripped some of them.
+    fn undo_umask(shared: &Shared, fd: BorrowedFd<'_>, is_path: bool, mode: u16) -> FsResult<()> {
+        let mode = u32::from(mode) & 0o7777;
+        if mode & shared.umask == 0 {
+            return Ok(());
+        }
+        let m = Mode::from_raw_mode(mode);
+        if is_path {
+            rustix::fs::chmodat(
+                &shared.proc_fd,
+                DecInt::from_fd(fd).as_c_str(),
+                m,
+                AtFlags::empty(),
+            )
+            .map_err(host)
+        } else {
+            rustix::fs::fchmod(fd, m).map_err(host)
+        }
     }
 
     fn chmod(&self, mode: u32) -> FsResult<()> {
@@ -339,6 +360,7 @@ impl ControlFdImpl for HostControl {
         )
         .map_err(host)?;
         let undo = Undo::new(&self.fd, name, AtFlags::empty());
+        Self::undo_umask(&self.shared, child.as_fd(), false, mode)?;
         chown_fd(child.as_fd(), uid, gid)?;
         let stat = stat_fd(child.as_fd())?;
         let flags = OFlags::from_bits_retain(flags) & (OFlags::ACCMODE | OFlags::TRUNC);
@@ -373,6 +395,7 @@ impl ControlFdImpl for HostControl {
         .map_err(host)?;
         let undo = Undo::new(&self.fd, name, AtFlags::REMOVEDIR);
         let (fd, is_path) = open_child(self.fd.as_fd(), name, OFlags::DIRECTORY)?;
+        Self::undo_umask(&self.shared, fd.as_fd(), is_path, mode)?;
         chown_fd(fd.as_fd(), uid, gid)?;
         let control = Self::from_fd(&self.shared, fd, is_path, false)?;
         undo.keep();
@@ -408,6 +431,7 @@ impl ControlFdImpl for HostControl {
         .map_err(host)?;
         let undo = Undo::new(&self.fd, name, AtFlags::empty());
         let (fd, is_path) = open_child(self.fd.as_fd(), name, OFlags::empty())?;
+        Self::undo_umask(&self.shared, fd.as_fd(), is_path, mode)?;
         chown_fd(fd.as_fd(), uid, gid)?;
         let control = Self::from_fd(&self.shared, fd, is_path, false)?;
         undo.keep();
@@ -519,6 +543,7 @@ impl ControlFdImpl for HostControl {
         // The control FD gets its own descriptor on the socket file (not
         // the socket), so stat and statfs describe the file.
         let (file, is_path) = open_child(self.fd.as_fd(), name, OFlags::empty())?;
+        Self::undo_umask(&self.shared, file.as_fd(), is_path, mode)?;
         chown_fd(file.as_fd(), uid, gid)?;
         let control = Self::from_fd(&self.shared, file, is_path, false)?;
         // accept must never block the server, whatever the client does with

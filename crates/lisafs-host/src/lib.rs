@@ -14,10 +14,11 @@
 //! * `/proc` must be mounted at `/proc` (the server opens `/proc/self/fd`
 //!   once per [`HostFs`] to re-open FDs, and uses `/proc/self/fd/<fd>` paths
 //!   for extended attributes and sockets).
-//! * The client sends modes with its own umask already applied, so the
-//!   serving process should run with a zero umask, as runsc's gofer does.
-//!   [`clear_umask`] does that; it is process-wide, so it is left to the
-//!   embedding program rather than done behind its back.
+//! * The client sends modes with its own umask already applied. runsc's
+//!   gofer runs with a zero umask; an embedding process (Node's umask is
+//!   usually 022) need not: creates whose mode the process umask would strip
+//!   get an explicit chmod. [`clear_umask`] avoids that extra syscall for a
+//!   program that may change its umask.
 //!
 //! # Differences from runsc's fsgofer
 //!
@@ -107,6 +108,10 @@ pub(crate) struct Shared {
     pub(crate) proc_fd: OwnedFd,
     pub(crate) opts: HostOptions,
     pub(crate) creds: Creds,
+    /// The process umask when the filesystem was created. Creates whose
+    /// mode it would strip get an explicit chmod, so clients get the mode
+    /// they asked for without the process umask having to change.
+    pub(crate) umask: u32,
 }
 
 /// A host directory served over LISAFS.
@@ -178,6 +183,7 @@ impl HostFs {
                 proc_fd,
                 opts,
                 creds,
+                umask: current_umask(),
             }),
             root,
         })
@@ -197,6 +203,20 @@ impl ConnectionImpl for HostFs {
     fn supported_messages(&self) -> &[Mid] {
         &SUPPORTED
     }
+}
+
+/// The process umask, read without changing it (Linux 4.7+); if it cannot
+/// be read, assume every permission bit may be stripped, which only costs
+/// an extra chmod per create.
+fn current_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o7777)
 }
 
 /// Sets the process umask to 0, as runsc's gofer runs: the client applies

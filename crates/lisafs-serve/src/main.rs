@@ -84,8 +84,6 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // As runsc's gofer: the modes clients ask for are applied as given.
-    lisafs_host::clear_umask();
     let server = Server::new();
     let conn_opts = ConnectionOpts::host(args.readonly);
 
