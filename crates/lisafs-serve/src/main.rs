@@ -92,7 +92,9 @@ fn main() -> ExitCode {
         // else in this process owns it.
         let sock = unsafe { OwnedFd::from_raw_fd(raw) };
         let before = open_fd_count();
-        let end = match server.new_connection(fs, conn_opts) {
+        // `fs` stays alive until after the count: its root and /proc FDs are
+        // the server's, not the connection's.
+        let end = match server.new_connection(Arc::clone(&fs) as _, conn_opts) {
             Ok(conn) => serve_socket(&conn, SockCommunicator::new(sock)),
             Err(e) => {
                 eprintln!("lisafs-serve: {e}");
