@@ -9,6 +9,88 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * A low-level LISAFS client: one method per message, FDIDs as bigint.
+ * Use the `Client` class of the TypeScript API instead.
+ */
+export declare class NativeClient {
+  /**
+   * Connects to a server listening on a Unix socket path, or mounts over
+   * an already connected socket FD (ownership passes to the client), and
+   * sends Mount.
+   */
+  static connect(target: string | number): Promise<NativeClient>
+  /** The mount point's control FD and stat. */
+  root(): Inode
+  /** The negotiated maximum payload size. */
+  maxMessageSize(): number
+  /** Whether the server serves message `mid`. */
+  supports(mid: number): boolean
+  /**
+   * Shuts the socket down: calls in flight fail, the server releases
+   * every FDID of this connection.
+   */
+  shutdown(): void
+  /** FStat. */
+  fstat(fd: bigint): Promise<Statx>
+  /** SetStat. */
+  setStat(fd: bigint, args: SetStatArgs): Promise<SetStatResult>
+  /** Walk. */
+  walk(dir: bigint, names: Array<Buffer>): Promise<WalkResult>
+  /** WalkStat. */
+  walkStat(dir: bigint, names: Array<Buffer>): Promise<Array<Statx>>
+  /** OpenAt. */
+  openAt(fd: bigint, flags: number): Promise<Opened>
+  /** OpenCreateAt. */
+  openCreateAt(dir: bigint, name: Buffer, mode: number, uid: number, gid: number, flags: number): Promise<Created>
+  /** Close. */
+  close(ids: Array<bigint>): Promise<void>
+  /** FSync. */
+  fsync(ids: Array<bigint>): Promise<void>
+  /** PWrite (chunked to the message size). */
+  pwrite(fd: bigint, offset: bigint, data: Buffer): Promise<bigint>
+  /** PRead of up to `count` bytes (chunked); fewer at end of file. */
+  pread(fd: bigint, offset: bigint, count: number): Promise<Buffer>
+  /** MkdirAt. */
+  mkdirAt(dir: bigint, name: Buffer, mode: number, uid: number, gid: number): Promise<Inode>
+  /** MknodAt. */
+  mknodAt(dir: bigint, name: Buffer, mode: number, uid: number, gid: number, minor: number, major: number): Promise<Inode>
+  /** SymlinkAt. */
+  symlinkAt(dir: bigint, name: Buffer, target: Buffer, uid: number, gid: number): Promise<Inode>
+  /** LinkAt: hard-link `target` as `dir/name`. */
+  linkAt(dir: bigint, target: bigint, name: Buffer): Promise<Inode>
+  /** FStatFS. */
+  fstatfs(fd: bigint): Promise<StatFs>
+  /** FAllocate. */
+  fallocate(fd: bigint, mode: bigint, offset: bigint, length: bigint): Promise<void>
+  /** ReadLinkAt. */
+  readlinkAt(fd: bigint): Promise<Buffer>
+  /** Flush (a no-op when the server does not serve it). */
+  flush(fd: bigint): Promise<void>
+  /** Connect: a host socket connected to the socket file (caller owns it). */
+  connectSocket(fd: bigint, sockType: number, uid?: number | undefined | null, gid?: number | undefined | null): Promise<number>
+  /** UnlinkAt. */
+  unlinkAt(dir: bigint, name: Buffer, flags: number): Promise<void>
+  /** RenameAt, or RenameAt2 when `flags` is non-zero. */
+  renameAt(oldDir: bigint, oldName: Buffer, newDir: bigint, newName: Buffer, flags?: number | undefined | null): Promise<void>
+  /** Getdents64: `|count|` bytes of host records; negative rewinds first. */
+  getdents64(fd: bigint, count: number): Promise<Array<Dirent64>>
+  /** FGetXattr. */
+  fgetXattr(fd: bigint, name: Buffer, size: number): Promise<Buffer>
+  /** FSetXattr. */
+  fsetXattr(fd: bigint, name: Buffer, value: Buffer, flags: number): Promise<void>
+  /** FListXattr. */
+  flistXattr(fd: bigint, size: bigint): Promise<Array<Buffer>>
+  /** FRemoveXattr. */
+  fremoveXattr(fd: bigint, name: Buffer): Promise<void>
+  /** BindAt. */
+  bindAt(dir: bigint, name: Buffer, sockType: number, mode: number, uid: number, gid: number): Promise<Bound>
+  /** Listen. */
+  listen(fd: bigint, backlog: number): Promise<void>
+  /** Accept (never blocks: EAGAIN when nothing is pending). */
+  accept(fd: bigint): Promise<Accepted>
+}
+
 /** A LISAFS server of one host directory. Each connection mounts the root. */
 export declare class Server {
   /**
@@ -38,12 +120,35 @@ export declare class Server {
   stats(): ServerStats
 }
 
+/** An accepted connection (a host socket owned by the caller). */
+export interface Accepted {
+  hostFd: number
+  peerAddr: Buffer
+}
+
+/**
+ * A bound socket: the socket file's control FD, the bound-socket FDID and
+ * the host socket (owned by the caller).
+ */
+export interface Bound {
+  child: Inode
+  boundSocketFd: bigint
+  hostFd: number
+}
+
 /** The prefix shared by OpenCreateAt, MkdirAt, MknodAt and BindAt. */
 export interface CreateCommon {
   dirFd: bigint
   uid: number
   gid: number
   mode: number
+}
+
+/** A created and opened file. */
+export interface Created {
+  child: Inode
+  openFd: bigint
+  hostFd?: number
 }
 
 /**
@@ -130,6 +235,15 @@ export declare enum Mid {
   Accept = 31,
   ConnectWithCreds = 32,
   RenameAt2 = 33,
+}
+
+/**
+ * An opened file: its FDID and the host FD the server donated, if any
+ * (the caller owns it and must close it).
+ */
+export interface Opened {
+  openFd: bigint
+  hostFd?: number
 }
 
 /** Any LISAFS request, discriminated by `type` (the protocol's message name). */
@@ -234,6 +348,23 @@ export interface ServerStats {
   nodes: number
 }
 
+/** Arguments of {@link NativeClient.setStat}. */
+export interface SetStatArgs {
+  mask: number
+  mode: number
+  uid: number
+  gid: number
+  size: bigint
+  atime: Timespec
+  mtime: Timespec
+}
+
+/** SetStat's outcome: which requested changes failed, and one errno. */
+export interface SetStatResult {
+  failureMask: number
+  failureErrno: number
+}
+
 /**
  * A connected pair of Unix stream sockets (close-on-exec), as raw file
  * descriptors: give one to {@link Server.attach} and the other to a
@@ -293,6 +424,12 @@ export interface Timespec {
  * kept in lockstep with the npm package version).
  */
 export declare function version(): string
+
+/** A Walk's outcome. */
+export interface WalkResult {
+  status: WalkStatus
+  inodes: Array<Inode>
+}
 
 /** Outcome of a Walk. */
 export type WalkStatus = 'Success' | 'ComponentDoesNotExist' | 'ComponentSymlink'

@@ -27,7 +27,7 @@ fn range_error(what: &str, bits: u32) -> Fail {
     ))
 }
 
-fn u64_of(what: &str, b: &BigInt) -> Result<u64> {
+pub(crate) fn u64_of(what: &str, b: &BigInt) -> Result<u64> {
     if b.words.is_empty() {
         return Ok(0);
     }
@@ -37,7 +37,7 @@ fn u64_of(what: &str, b: &BigInt) -> Result<u64> {
     }
 }
 
-fn i64_of(what: &str, b: &BigInt) -> Result<i64> {
+pub(crate) fn i64_of(what: &str, b: &BigInt) -> Result<i64> {
     if b.words.is_empty() {
         return Ok(0);
     }
@@ -51,11 +51,11 @@ fn i64_of(what: &str, b: &BigInt) -> Result<i64> {
     }
 }
 
-fn fd_of(what: &str, b: &BigInt) -> Result<w::FdId> {
+pub(crate) fn fd_of(what: &str, b: &BigInt) -> Result<w::FdId> {
     u64_of(what, b).map(w::FdId)
 }
 
-fn u16_of(what: &str, v: u32) -> Result<u16> {
+pub(crate) fn u16_of(what: &str, v: u32) -> Result<u16> {
     u16::try_from(v).map_err(|_| range_error(what, 16))
 }
 
@@ -63,11 +63,11 @@ fn u8_of(what: &str, v: u32) -> Result<u8> {
     u8::try_from(v).map_err(|_| range_error(what, 8))
 }
 
-fn buf(b: &[u8]) -> Buffer {
+pub(crate) fn buf(b: &[u8]) -> Buffer {
     b.to_vec().into()
 }
 
-fn fd(f: w::FdId) -> BigInt {
+pub(crate) fn fd(f: w::FdId) -> BigInt {
     BigInt::from(f.0)
 }
 
@@ -295,7 +295,7 @@ impl From<w::Timespec> for Timespec {
 }
 
 impl Timespec {
-    fn to_wire(&self) -> Result<w::Timespec> {
+    pub(crate) fn to_wire(&self) -> Result<w::Timespec> {
         Ok(w::Timespec {
             sec: i64_of("sec", &self.sec)?,
             nsec: i64_of("nsec", &self.nsec)?,
@@ -371,15 +371,15 @@ impl From<WalkStatus> for w::WalkStatus {
     }
 }
 
-fn bufs<'a>(items: impl Iterator<Item = &'a [u8]>) -> Vec<Buffer> {
+pub(crate) fn bufs<'a>(items: impl Iterator<Item = &'a [u8]>) -> Vec<Buffer> {
     items.map(buf).collect()
 }
 
-fn slices(items: &[Buffer]) -> Vec<&[u8]> {
+pub(crate) fn slices(items: &[Buffer]) -> Vec<&[u8]> {
     items.iter().map(|b| &b[..]).collect()
 }
 
-fn fds(items: &[BigInt]) -> Result<Vec<w::FdId>> {
+pub(crate) fn fds(items: &[BigInt]) -> Result<Vec<w::FdId>> {
     items.iter().map(|b| fd_of("fd", b)).collect()
 }
 

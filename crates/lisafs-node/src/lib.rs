@@ -8,10 +8,12 @@
 
 use napi_derive::napi;
 
+mod client;
 mod codec;
 mod error;
 mod server;
 
+pub use client::*;
 pub use codec::*;
 pub use server::*;
 

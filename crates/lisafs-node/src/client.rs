@@ -1,0 +1,736 @@
+//! `NativeClient`: the Rust LISAFS client behind promises. Each client has
+//! one worker thread that performs its blocking round trips (the socket
+//! carries one request at a time anyway); results are converted to JS on
+//! Node's thread. Errors reject with `LISAFS_ERRNO:<n>:<detail>`, which the
+//! TypeScript layer turns into Node-style errors (it knows the path).
+
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use lisafs_client::{Client, Dirent, Error as ClientError};
+use lisafs_wire::{self as w, Gid, SetStatReq, Uid};
+use napi::bindgen_prelude::{BigInt, Buffer, Object, ToNapiValue};
+use napi::{Env, Status};
+use napi_derive::napi;
+
+use crate::codec::{
+    bufs, fd, fd_of, fds, slices, u16_of, u64_of, Dirent64, Inode, StatFs, Statx, Timespec,
+    WalkStatus,
+};
+
+type Job = Box<dyn FnOnce() + Send>;
+type Resolver<D> = Box<dyn FnOnce(Env) -> napi::Result<D> + Send>;
+
+/// Arguments of {@link NativeClient.setStat}.
+#[napi(object)]
+pub struct SetStatArgs {
+    pub mask: u32,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: BigInt,
+    pub atime: Timespec,
+    pub mtime: Timespec,
+}
+
+/// SetStat's outcome: which requested changes failed, and one errno.
+#[napi(object)]
+pub struct SetStatResult {
+    pub failure_mask: u32,
+    pub failure_errno: u32,
+}
+
+/// A Walk's outcome.
+#[napi(object)]
+pub struct WalkResult {
+    pub status: WalkStatus,
+    pub inodes: Vec<Inode>,
+}
+
+/// An opened file: its FDID and the host FD the server donated, if any
+/// (the caller owns it and must close it).
+#[napi(object)]
+pub struct Opened {
+    pub open_fd: BigInt,
+    pub host_fd: Option<i32>,
+}
+
+/// A created and opened file.
+#[napi(object)]
+pub struct Created {
+    pub child: Inode,
+    pub open_fd: BigInt,
+    pub host_fd: Option<i32>,
+}
+
+/// A bound socket: the socket file's control FD, the bound-socket FDID and
+/// the host socket (owned by the caller).
+#[napi(object)]
+pub struct Bound {
+    pub child: Inode,
+    pub bound_socket_fd: BigInt,
+    pub host_fd: i32,
+}
+
+/// An accepted connection (a host socket owned by the caller).
+#[napi(object)]
+pub struct Accepted {
+    pub host_fd: i32,
+    pub peer_addr: Buffer,
+}
+
+/// A low-level LISAFS client: one method per message, FDIDs as bigint.
+/// Use the `Client` class of the TypeScript API instead.
+#[napi]
+pub struct NativeClient {
+    client: Arc<Client>,
+    jobs: mpsc::Sender<Job>,
+}
+
+fn raw(fd: OwnedFd) -> i32 {
+    fd.into_raw_fd()
+}
+
+fn reject(op: &str, e: &ClientError) -> napi::Error {
+    napi::Error::new(
+        Status::GenericFailure,
+        format!("LISAFS_ERRNO:{}:{op}: {e}", e.errno()),
+    )
+}
+
+fn spawn_worker() -> napi::Result<mpsc::Sender<Job>> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("lisafs-client".into())
+        .spawn(move || {
+            // Ends when the NativeClient (the only sender) is dropped.
+            for job in rx {
+                job();
+            }
+        })
+        .map_err(|e| napi::Error::from_reason(format!("cannot start client thread: {e}")))?;
+    Ok(tx)
+}
+
+/// Runs `call` on a worker, then `to_js` on Node's thread.
+fn run_on<'e, T, D>(
+    env: &'e Env,
+    jobs: &mpsc::Sender<Job>,
+    op: &'static str,
+    call: impl FnOnce() -> Result<T, ClientError> + Send + 'static,
+    to_js: impl FnOnce(T) -> D + Send + 'static,
+) -> napi::Result<Object<'e>>
+where
+    T: Send + 'static,
+    D: ToNapiValue + 'static,
+{
+    let (deferred, promise) = env.create_deferred::<D, Resolver<D>>()?;
+    let job: Job = Box::new(move || match call() {
+        Ok(v) => deferred.resolve(Box::new(move |_| Ok(to_js(v)))),
+        Err(e) => deferred.reject(reject(op, &e)),
+    });
+    jobs.send(job)
+        .map_err(|_| napi::Error::from_reason("client thread is gone"))?;
+    Ok(promise)
+}
+
+#[napi]
+impl NativeClient {
+    /// Connects to a server listening on a Unix socket path, or mounts over
+    /// an already connected socket FD (ownership passes to the client), and
+    /// sends Mount.
+    #[napi(ts_return_type = "Promise<NativeClient>")]
+    pub fn connect<'e>(
+        env: &'e Env,
+        target: napi::Either<String, i32>,
+    ) -> napi::Result<Object<'e>> {
+        let jobs = spawn_worker()?;
+        let worker = jobs.clone();
+        let call = move || match target {
+            napi::Either::A(path) => Client::connect_path(path),
+            napi::Either::B(fd) => {
+                if fd < 0 {
+                    return Err(ClientError::Errno(w::errno::EBADF));
+                }
+                // SAFETY: the caller hands this descriptor over (documented).
+                Client::connect(unsafe { OwnedFd::from_raw_fd(fd) })
+            }
+        };
+        run_on(env, &worker, "connect", call, move |client| NativeClient {
+            client: Arc::new(client),
+            jobs,
+        })
+    }
+
+    /// The mount point's control FD and stat.
+    #[napi]
+    pub fn root(&self) -> Inode {
+        self.client.root().into()
+    }
+
+    /// The negotiated maximum payload size.
+    #[napi]
+    pub fn max_message_size(&self) -> u32 {
+        self.client.max_message_size()
+    }
+
+    /// Whether the server serves message `mid`.
+    #[napi]
+    pub fn supports(&self, mid: u32) -> bool {
+        u16::try_from(mid).is_ok_and(|m| self.client.supports(w::Mid(m)))
+    }
+
+    /// Shuts the socket down: calls in flight fail, the server releases
+    /// every FDID of this connection.
+    #[napi]
+    pub fn shutdown(&self) {
+        let _ = self.client.shutdown();
+    }
+
+    fn run<'e, T, D>(
+        &self,
+        env: &'e Env,
+        op: &'static str,
+        call: impl FnOnce(&Client) -> Result<T, ClientError> + Send + 'static,
+        to_js: impl FnOnce(T) -> D + Send + 'static,
+    ) -> napi::Result<Object<'e>>
+    where
+        T: Send + 'static,
+        D: ToNapiValue + 'static,
+    {
+        let client = Arc::clone(&self.client);
+        run_on(env, &self.jobs, op, move || call(&client), to_js)
+    }
+
+    /// FStat.
+    #[napi(ts_return_type = "Promise<Statx>")]
+    pub fn fstat<'e>(&self, env: &'e Env, fd: BigInt) -> napi::Result<Object<'e>> {
+        let fd = fd_of("fd", &fd).map_err(|f| f.throw(env))?;
+        self.run(env, "fstat", move |c| c.fstat(fd), Statx::from)
+    }
+
+    /// SetStat.
+    #[napi(ts_return_type = "Promise<SetStatResult>")]
+    pub fn set_stat<'e>(
+        &self,
+        env: &'e Env,
+        fd: BigInt,
+        args: SetStatArgs,
+    ) -> napi::Result<Object<'e>> {
+        let req = (|| -> crate::error::Result<SetStatReq> {
+            Ok(SetStatReq {
+                fd: fd_of("fd", &fd)?,
+                mask: args.mask,
+                mode: args.mode,
+                uid: Uid(args.uid),
+                gid: Gid(args.gid),
+                size: u64_of("size", &args.size)?,
+                atime: args.atime.to_wire()?,
+                mtime: args.mtime.to_wire()?,
+            })
+        })()
+        .map_err(|f| f.throw(env))?;
+        self.run(
+            env,
+            "setStat",
+            move |c| c.set_stat(&req),
+            |(failure_mask, failure_errno)| SetStatResult {
+                failure_mask,
+                failure_errno,
+            },
+        )
+    }
+
+    /// Walk.
+    #[napi(ts_return_type = "Promise<WalkResult>")]
+    pub fn walk<'e>(
+        &self,
+        env: &'e Env,
+        dir: BigInt,
+        names: Vec<Buffer>,
+    ) -> napi::Result<Object<'e>> {
+        let dir = fd_of("dir", &dir).map_err(|f| f.throw(env))?;
+        let names: Vec<Vec<u8>> = slices(&names).into_iter().map(<[u8]>::to_vec).collect();
+        self.run(
+            env,
+            "walk",
+            move |c| {
+                let refs: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
+                c.walk(dir, &refs)
+            },
+            |(status, inodes)| WalkResult {
+                status: status.into(),
+                inodes: inodes.into_iter().map(Inode::from).collect(),
+            },
+        )
+    }
+
+    /// WalkStat.
+    #[napi(ts_return_type = "Promise<Array<Statx>>")]
+    pub fn walk_stat<'e>(
+        &self,
+        env: &'e Env,
+        dir: BigInt,
+        names: Vec<Buffer>,
+    ) -> napi::Result<Object<'e>> {
+        let dir = fd_of("dir", &dir).map_err(|f| f.throw(env))?;
+        let names: Vec<Vec<u8>> = slices(&names).into_iter().map(<[u8]>::to_vec).collect();
+        self.run(
+            env,
+            "walkStat",
+            move |c| {
+                let refs: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
+                c.walk_stat(dir, &refs)
+            },
+            |stats| stats.into_iter().map(Statx::from).collect::<Vec<_>>(),
+        )
+    }
+
+    /// OpenAt.
+    #[napi(ts_return_type = "Promise<Opened>")]
+    pub fn open_at<'e>(&self, env: &'e Env, fd: BigInt, flags: u32) -> napi::Result<Object<'e>> {
+        let fd = fd_of("fd", &fd).map_err(|f| f.throw(env))?;
+        self.run(
+            env,
+            "openAt",
+            move |c| c.open_at(fd, flags),
+            |(id, host)| Opened {
+                open_fd: crate::codec::fd(id),
+                host_fd: host.map(raw),
+            },
+        )
+    }
+
+    /// OpenCreateAt.
+    #[napi(ts_return_type = "Promise<Created>")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_create_at<'e>(
+        &self,
+        env: &'e Env,
+        dir: BigInt,
+        name: Buffer,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        flags: u32,
+    ) -> napi::Result<Object<'e>> {
+        let dir = fd_of("dir", &dir).map_err(|f| f.throw(env))?;
+        let mode = u16_of("mode", mode).map_err(|f| f.throw(env))?;
+        let name = name.to_vec();
+        self.run(
+            env,
+            "openCreateAt",
+            move |c| c.open_create_at(dir, &name, mode, Uid(uid), Gid(gid), flags),
+            |(child, id, host)| Created {
+                child: child.into(),
+                open_fd: crate::codec::fd(id),
+                host_fd: host.map(raw),
+            },
+        )
+    }
+
+    /// Close.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close<'e>(&self, env: &'e Env, ids: Vec<BigInt>) -> napi::Result<Object<'e>> {
+        let ids = fds(&ids).map_err(|f| f.throw(env))?;
+        self.run(env, "close", move |c| c.close(&ids), |()| ())
+    }
+
+    /// FSync.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn fsync<'e>(&self, env: &'e Env, ids: Vec<BigInt>) -> napi::Result<Object<'e>> {
+        let ids = fds(&ids).map_err(|f| f.throw(env))?;
+        self.run(env, "fsync", move |c| c.fsync(&ids), |()| ())
+    }
+
+    /// PWrite (chunked to the message size).
+    #[napi(ts_return_type = "Promise<bigint>")]
+    pub fn pwrite<'e>(
+        &self,
+        env: &'e Env,
+        fd: BigInt,
+        offset: BigInt,
+        data: Buffer,
+    ) -> napi::Result<Object<'e>> {
+        let fd = fd_of("fd", &fd).map_err(|f| f.throw(env))?;
+        let offset = u64_of("offset", &offset).map_err(|f| f.throw(env))?;
+        let data = data.to_vec();
+        self.run(
+            env,
+            "pwrite",
+            move |c| c.pwrite(fd, offset, &data),
+            BigInt::from,
+        )
+    }
+
+    /// PRead of up to `count` bytes (chunked); fewer at end of file.
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn pread<'e>(
+        &self,
+        env: &'e Env,
+        fd: BigInt,
+        offset: BigInt,
+        count: u32,
+    ) -> napi::Result<Object<'e>> {
+        let fd = fd_of("fd", &fd).map_err(|f| f.throw(env))?;
+        let offset = u64_of("offset", &offset).map_err(|f| f.throw(env))?;
+        self.run(
+            env,
+            "pread",
+            move |c| {
+                let mut buf = vec![0u8; count as usize];
+                let n = c.pread(fd, offset, &mut buf)?;
+                buf.truncate(n);
+                Ok(buf)
+            },
+            Buffer::from,
+        )
+    }
+
+    /// MkdirAt.
+    #[napi(ts_return_type = "Promise<Inode>")]
+    pub fn mkdir_at<'e>(
+        &self,
+        env: &'e Env,
+        dir: BigInt,
+        name: Buffer,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> napi::Result<Object<'e>> {
+        let dir = fd_of("dir", &dir).map_err(|f| f.throw(env))?;
+        let mode = u16_of("mode", mode).map_err(|f| f.throw(env))?;
+        let name = name.to_vec();
+        self.run(
+            env,
+            "mkdirAt",
+            move |c| c.mkdir_at(dir, &name, mode, Uid(uid), Gid(gid)),
+            Inode::from,
+        )
+    }
+
+    /// MknodAt.
+    #[napi(ts_return_type = "Promise<Inode>")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn mknod_at<'e>(
+        &self,
+        env: &'e Env,
+        dir: BigInt,
+        name: Buffer,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        minor: u32,
+        major: u32,
+    ) -> napi::Result<Object<'e>> {
+        let dir = fd_of("dir", &dir).map_err(|f| f.throw(env))?;
+        let mode = u16_of("mode", mode).map_err(|f| f.throw(env))?;
+        let name = name.to_vec();
+        self.run(
+            env,
+            "mknodAt",
+            move |c| c.mknod_at(dir, &name, mode, Uid(uid), Gid(gid), minor, major),
+            Inode::from,
+        )
+    }
+
+    /// SymlinkAt.
+    #[napi(ts_return_type = "Promise<Inode>")]
+    pub fn symlink_at<'e>(
+        &self,
+        env: &'e Env,
+        dir: BigInt,
+        name: Buffer,
+        target: Buffer,
+        uid: u32,
+        gid: u32,
+    ) -> napi::Result<Object<'e>> {
+        let dir = fd_of("dir", &dir).map_err(|f| f.throw(env))?;
+        let (name, target) = (name.to_vec(), target.to_vec());
+        self.run(
+            env,
+            "symlinkAt",
+            move |c| c.symlink_at(dir, &name, &target, Uid(uid), Gid(gid)),
+            Inode::from,
+        )
+    }
+
+    /// LinkAt: hard-link `target` as `dir/name`.
+    #[napi(ts_return_type = "Promise<Inode>")]
+    pub fn link_at<'e>(
+        &self,
+        env: &'e Env,
+        dir: BigInt,
+        target: BigInt,
+        name: Buffer,
+    ) -> napi::Result<Object<'e>> {
+        let dir = fd_of("dir", &dir).map_err(|f| f.throw(env))?;
+        let target = fd_of("target", &target).map_err(|f| f.throw(env))?;
+        let name = name.to_vec();
+        self.run(
+            env,
+            "linkAt",
+            move |c| c.link_at(dir, target, &name),
+            Inode::from,
+        )
+    }
+
+    /// FStatFS.
+    #[napi(ts_return_type = "Promise<StatFs>")]
+    pub fn fstatfs<'e>(&self, env: &'e Env, fd: BigInt) -> napi::Result<Object<'e>> {
+        let fd = fd_of("fd", &fd).map_err(|f| f.throw(env))?;
+        self.run(env, "fstatfs", move |c| c.fstatfs(fd), StatFs::from)
+    }
+
+    /// FAllocate.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn fallocate<'e>(
+        &self,
+        env: &'e Env,
+        fd: BigInt,
+        mode: BigInt,
+        offset: BigInt,
+        length: BigInt,
+    ) -> napi::Result<Object<'e>> {
+        let args = (|| -> crate::error::Result<_> {
+            Ok((
+                fd_of("fd", &fd)?,
+                u64_of("mode", &mode)?,
+                u64_of("offset", &offset)?,
+                u64_of("length", &length)?,
+            ))
+        })()
+        .map_err(|f| f.throw(env))?;
+        self.run(
+            env,
+            "fallocate",
+            move |c| c.fallocate(args.0, args.1, args.2, args.3),
+            |()| (),
+        )
+    }
+
+    /// ReadLinkAt.
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn readlink_at<'e>(&self, env: &'e Env, fd: BigInt) -> napi::Result<Object<'e>> {
+        let fd = fd_of("fd", &fd).map_err(|f| f.throw(env))?;
+        self.run(env, "readlinkAt", move |c| c.readlink_at(fd), Buffer::from)
+    }
+
+    /// Flush (a no-op when the server does not serve it).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn flush<'e>(&self, env: &'e Env, fd: BigInt) -> napi::Result<Object<'e>> {
+        let fd = fd_of("fd", &fd).map_err(|f| f.throw(env))?;
+        self.run(env, "flush", move |c| c.flush(fd), |()| ())
+    }
+
+    /// Connect: a host socket connected to the socket file (caller owns it).
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn connect_socket<'e>(
+        &self,
+        env: &'e Env,
+        fd: BigInt,
+        sock_type: u32,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> napi::Result<Object<'e>> {
+        let fd = fd_of("fd", &fd).map_err(|f| f.throw(env))?;
+        let creds = (Uid(uid.unwrap_or(u32::MAX)), Gid(gid.unwrap_or(u32::MAX)));
+        self.run(
+            env,
+            "connect",
+            move |c| c.connect_socket_with_creds(fd, sock_type, creds.0, creds.1),
+            raw,
+        )
+    }
+
+    /// UnlinkAt.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn unlink_at<'e>(
+        &self,
+        env: &'e Env,
+        dir: BigInt,
+        name: Buffer,
+        flags: u32,
+    ) -> napi::Result<Object<'e>> {
+        let dir = fd_of("dir", &dir).map_err(|f| f.throw(env))?;
+        let name = name.to_vec();
+        self.run(
+            env,
+            "unlinkAt",
+            move |c| c.unlink_at(dir, &name, flags),
+            |()| (),
+        )
+    }
+
+    /// RenameAt, or RenameAt2 when `flags` is non-zero.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn rename_at<'e>(
+        &self,
+        env: &'e Env,
+        old_dir: BigInt,
+        old_name: Buffer,
+        new_dir: BigInt,
+        new_name: Buffer,
+        flags: Option<u32>,
+    ) -> napi::Result<Object<'e>> {
+        let old_dir = fd_of("oldDir", &old_dir).map_err(|f| f.throw(env))?;
+        let new_dir = fd_of("newDir", &new_dir).map_err(|f| f.throw(env))?;
+        let (old_name, new_name) = (old_name.to_vec(), new_name.to_vec());
+        let flags = flags.unwrap_or(0);
+        self.run(
+            env,
+            "renameAt",
+            move |c| c.rename_at2(old_dir, &old_name, new_dir, &new_name, flags),
+            |()| (),
+        )
+    }
+
+    /// Getdents64: `|count|` bytes of host records; negative rewinds first.
+    #[napi(ts_return_type = "Promise<Array<Dirent64>>")]
+    pub fn getdents64<'e>(&self, env: &'e Env, fd: BigInt, count: i32) -> napi::Result<Object<'e>> {
+        let fd = fd_of("fd", &fd).map_err(|f| f.throw(env))?;
+        self.run(
+            env,
+            "getdents64",
+            move |c| c.getdents64(fd, count),
+            |list: Vec<Dirent>| {
+                list.into_iter()
+                    .map(|d| Dirent64 {
+                        ino: d.ino.into(),
+                        dev_minor: d.dev_minor,
+                        dev_major: d.dev_major,
+                        off: d.off.into(),
+                        ty: d.ty.into(),
+                        name: d.name.into(),
+                    })
+                    .collect::<Vec<_>>()
+            },
+        )
+    }
+
+    /// FGetXattr.
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn fget_xattr<'e>(
+        &self,
+        env: &'e Env,
+        fd: BigInt,
+        name: Buffer,
+        size: u32,
+    ) -> napi::Result<Object<'e>> {
+        let fd = fd_of("fd", &fd).map_err(|f| f.throw(env))?;
+        let name = name.to_vec();
+        self.run(
+            env,
+            "fgetxattr",
+            move |c| c.fget_xattr(fd, &name, size),
+            Buffer::from,
+        )
+    }
+
+    /// FSetXattr.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn fset_xattr<'e>(
+        &self,
+        env: &'e Env,
+        fd: BigInt,
+        name: Buffer,
+        value: Buffer,
+        flags: u32,
+    ) -> napi::Result<Object<'e>> {
+        let fd = fd_of("fd", &fd).map_err(|f| f.throw(env))?;
+        let (name, value) = (name.to_vec(), value.to_vec());
+        self.run(
+            env,
+            "fsetxattr",
+            move |c| c.fset_xattr(fd, &name, &value, flags),
+            |()| (),
+        )
+    }
+
+    /// FListXattr.
+    #[napi(ts_return_type = "Promise<Array<Buffer>>")]
+    pub fn flist_xattr<'e>(
+        &self,
+        env: &'e Env,
+        fd: BigInt,
+        size: BigInt,
+    ) -> napi::Result<Object<'e>> {
+        let fd = fd_of("fd", &fd).map_err(|f| f.throw(env))?;
+        let size = u64_of("size", &size).map_err(|f| f.throw(env))?;
+        self.run(
+            env,
+            "flistxattr",
+            move |c| c.flist_xattr(fd, size),
+            |names: Vec<Vec<u8>>| bufs(names.iter().map(Vec::as_slice)),
+        )
+    }
+
+    /// FRemoveXattr.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn fremove_xattr<'e>(
+        &self,
+        env: &'e Env,
+        fd: BigInt,
+        name: Buffer,
+    ) -> napi::Result<Object<'e>> {
+        let fd = fd_of("fd", &fd).map_err(|f| f.throw(env))?;
+        let name = name.to_vec();
+        self.run(
+            env,
+            "fremovexattr",
+            move |c| c.fremove_xattr(fd, &name),
+            |()| (),
+        )
+    }
+
+    /// BindAt.
+    #[napi(ts_return_type = "Promise<Bound>")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn bind_at<'e>(
+        &self,
+        env: &'e Env,
+        dir: BigInt,
+        name: Buffer,
+        sock_type: u32,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> napi::Result<Object<'e>> {
+        let dir = fd_of("dir", &dir).map_err(|f| f.throw(env))?;
+        let mode = u16_of("mode", mode).map_err(|f| f.throw(env))?;
+        let name = name.to_vec();
+        self.run(
+            env,
+            "bindAt",
+            move |c| c.bind_at(dir, &name, sock_type, mode, Uid(uid), Gid(gid)),
+            |(child, id, sock)| Bound {
+                child: child.into(),
+                bound_socket_fd: fd(id),
+                host_fd: raw(sock),
+            },
+        )
+    }
+
+    /// Listen.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn listen<'e>(&self, env: &'e Env, fd: BigInt, backlog: i32) -> napi::Result<Object<'e>> {
+        let fd = fd_of("fd", &fd).map_err(|f| f.throw(env))?;
+        self.run(env, "listen", move |c| c.listen(fd, backlog), |()| ())
+    }
+
+    /// Accept (never blocks: EAGAIN when nothing is pending).
+    #[napi(ts_return_type = "Promise<Accepted>")]
+    pub fn accept<'e>(&self, env: &'e Env, fd: BigInt) -> napi::Result<Object<'e>> {
+        let fd = fd_of("fd", &fd).map_err(|f| f.throw(env))?;
+        self.run(
+            env,
+            "accept",
+            move |c| c.accept(fd),
+            |(sock, peer)| Accepted {
+                host_fd: raw(sock),
+                peer_addr: peer.into(),
+            },
+        )
+    }
+}
