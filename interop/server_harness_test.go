@@ -74,15 +74,19 @@ type serverReport struct {
 	OpenFDs        int64  `json:"openFds"`
 	BoundSocketFDs int64  `json:"boundSocketFds"`
 	Nodes          int64  `json:"nodes"`
-	HostFDsBefore  int64  `json:"hostFdsBefore"`
-	HostFDsAfter   int64  `json:"hostFdsAfter"`
+	// ChannelRequests counts requests served over flipcall channels.
+	ChannelRequests int64 `json:"channelRequests"`
+	HostFDsBefore   int64 `json:"hostFdsBefore"`
+	HostFDsAfter    int64 `json:"hostFdsAfter"`
 }
 
 // serverEnv is one running server and the gVisor client connected to it.
 type serverEnv struct {
-	t    *testing.T
-	ctx  context.Context
-	opts serverOpts
+	// channels is set when the client talks over flipcall channels.
+	channels bool
+	t        *testing.T
+	ctx      context.Context
+	opts     serverOpts
 
 	// dir is the host directory the server serves.
 	dir string
@@ -210,6 +214,14 @@ func startServer(t *testing.T, opts serverOpts) *serverEnv {
 		t.Fatalf("lisafs.NewClient (Mount) against lisafs-serve failed: %v", err)
 	}
 	e.client = client
+	if os.Getenv("LISAFS_INTEROP_CHANNELS") == "1" {
+		// The whole suite again, with requests over flipcall channels as
+		// the gVisor sentry sends them.
+		if err := client.StartChannels(); err != nil {
+			t.Fatalf("StartChannels against lisafs-serve failed: %v", err)
+		}
+		e.channels = true
+	}
 	e.rootInode = root
 	e.root = client.NewFD(root.ControlFD)
 	e.mountHostFD = hostFD
@@ -296,6 +308,9 @@ func (e *serverEnv) checkReport() {
 		if c.v != 0 {
 			t.Errorf("server leaked after connection close: %s = %d, want 0 (report %s)", c.name, c.v, line)
 		}
+	}
+	if e.channels && r.ChannelRequests == 0 {
+		t.Errorf("channels were started but no request travelled over them (report %s)", line)
 	}
 	if r.HostFDsAfter != r.HostFDsBefore {
 		t.Errorf("server leaked host FDs: hostFdsAfter = %d, hostFdsBefore = %d (report %s)", r.HostFDsAfter, r.HostFDsBefore, line)

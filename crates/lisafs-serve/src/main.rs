@@ -110,8 +110,8 @@ fn main() -> ExitCode {
             ServeEnd::Io(e) => format!("io: {e}"),
         };
         println!(
-            "{{\"end\":\"{end}\",\"connections\":{},\"controlFds\":{},\"openFds\":{},\"boundSocketFds\":{},\"nodes\":{},\"hostFdsBefore\":{before},\"hostFdsAfter\":{after}}}",
-            s.connections, s.control_fds, s.open_fds, s.bound_socket_fds, s.nodes
+            "{{\"end\":\"{end}\",\"connections\":{},\"controlFds\":{},\"openFds\":{},\"boundSocketFds\":{},\"nodes\":{},\"channelRequests\":{},\"hostFdsBefore\":{before},\"hostFdsAfter\":{after}}}",
+            s.connections, s.control_fds, s.open_fds, s.bound_socket_fds, s.nodes, s.channel_requests
         );
         return ExitCode::SUCCESS;
     }

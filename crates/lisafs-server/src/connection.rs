@@ -5,12 +5,13 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use lisafs_wire::{ErrorResp, FdId, Message, Mid};
 use parking_lot::{Mutex, RwLock};
 
 use crate::backend::ConnectionImpl;
+use crate::channel::Channels;
 use crate::errno::Errno;
 use crate::fd::{BoundSocketFd, ControlFd, FdEntry, OpenFd};
 use crate::node::Node;
@@ -85,7 +86,7 @@ impl Server {
         &self,
         imp: Arc<dyn ConnectionImpl>,
         opts: ConnectionOpts,
-    ) -> Result<Connection, Errno> {
+    ) -> Result<Arc<Connection>, Errno> {
         let max_message_size = imp.max_message_size();
         let mids = imp.supported_messages();
         if max_message_size == 0 || mids.is_empty() {
@@ -98,7 +99,8 @@ impl Server {
             }
         }
         self.shared.counters.connections_inc();
-        Ok(Connection {
+        Ok(Arc::new_cyclic(|me| Connection {
+            me: me.clone(),
             shared: Arc::clone(&self.shared),
             imp,
             opts,
@@ -106,7 +108,8 @@ impl Server {
             supported: supported.into_boxed_slice(),
             table: Mutex::new(FdTable::default()),
             closing: AtomicBool::new(false),
-        })
+            channels: Mutex::new(Channels::default()),
+        }))
     }
 
     /// Live connections, FDs and nodes.
@@ -165,6 +168,8 @@ impl Reply {
 /// One client's view of a server: its own FDID namespace over the shared
 /// tree. Requests may be handled from several threads at once (channels).
 pub struct Connection {
+    /// Channel threads need an owning reference to the connection.
+    pub(crate) me: Weak<Connection>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) imp: Arc<dyn ConnectionImpl>,
     pub(crate) opts: ConnectionOpts,
@@ -172,6 +177,7 @@ pub struct Connection {
     supported: Box<[bool]>,
     table: Mutex<FdTable>,
     closing: AtomicBool,
+    pub(crate) channels: Mutex<Channels>,
 }
 
 impl Connection {
@@ -208,6 +214,10 @@ impl Connection {
         reply.error(Errno::EIO);
     }
 
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
     fn is_supported(&self, mid: Mid) -> bool {
         self.supported
             .get(usize::from(mid.0))
@@ -220,6 +230,7 @@ impl Connection {
     /// flight still holds it).
     pub fn close(&self) {
         self.closing.store(true, Ordering::Release);
+        self.close_channels();
         let entries: Vec<FdEntry> = {
             let mut table = self.table.lock();
             table.map.drain().map(|(_, e)| e).collect()

@@ -66,9 +66,7 @@ impl Connection {
         match mid {
             Mid::ERROR => Err(Errno::EINVAL),
             Mid::MOUNT => self.mount(reply),
-            // Channels come with the flipcall transport; until then gVisor's
-            // client falls back to the socket when StartChannels fails.
-            Mid::CHANNEL => Err(Errno::ENOMEM),
+            Mid::CHANNEL => self.create_channel(reply),
             Mid::FSTAT => self.fstat(payload, reply),
             Mid::SET_STAT => self.set_stat(payload, reply),
             Mid::WALK => self.walk(payload, reply),

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+mod channel;
 mod connection;
 mod errno;
 mod fd;

@@ -59,7 +59,7 @@ pub(crate) fn send_reply(comm: &mut SockCommunicator, reply: &mut Reply) -> std:
 
 /// gVisor donates every FD non-blocking (the Sentry polls them); failure is
 /// ignored, as for `O_PATH` descriptors.
-fn set_nonblocking(fds: &[OwnedFd]) {
+pub(crate) fn set_nonblocking(fds: &[OwnedFd]) {
     use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
     for fd in fds {
         if let Ok(flags) = fcntl_getfl(fd) {

@@ -10,6 +10,7 @@ pub(crate) struct Counters {
     open_fds: AtomicU64,
     bound_socket_fds: AtomicU64,
     nodes: AtomicU64,
+    channel_requests: AtomicU64,
 }
 
 macro_rules! counter {
@@ -30,6 +31,10 @@ impl Counters {
     counter!(bound_socket_fds, bound_inc, bound_dec);
     counter!(nodes, nodes_inc, nodes_dec);
 
+    pub(crate) fn channel_request(&self) {
+        self.channel_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
             connections: self.connections.load(Ordering::Relaxed),
@@ -37,6 +42,7 @@ impl Counters {
             open_fds: self.open_fds.load(Ordering::Relaxed),
             bound_socket_fds: self.bound_socket_fds.load(Ordering::Relaxed),
             nodes: self.nodes.load(Ordering::Relaxed),
+            channel_requests: self.channel_requests.load(Ordering::Relaxed),
         }
     }
 }
@@ -55,4 +61,6 @@ pub struct Stats {
     /// Nodes in the tree below the root (the root lives as long as the
     /// server).
     pub nodes: u64,
+    /// Requests served over flipcall channels since the server started.
+    pub channel_requests: u64,
 }

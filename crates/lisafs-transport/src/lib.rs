@@ -67,11 +67,13 @@
 //!
 //! [`recv`]: SockCommunicator::recv
 
-#![forbid(unsafe_code)]
+// Unsafe code is confined to the shared-memory module.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod comm;
 mod error;
+pub mod flipcall;
 mod sys;
 
 use std::io;

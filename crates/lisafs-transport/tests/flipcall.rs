@@ -1,0 +1,198 @@
+//! Flipcall endpoints on one window, client and server on two threads.
+
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lisafs_transport::flipcall::*;
+
+fn pair(spin: u32) -> (Arc<Endpoint>, Arc<Endpoint>, WindowDesc) {
+    let mut alloc = WindowAllocator::new().unwrap();
+    let desc = alloc
+        .allocate(window_len_for_data_cap(4 + (1 << 20)).unwrap())
+        .unwrap();
+    let mut c = Endpoint::new(alloc.fd(), desc, Side::Client).unwrap();
+    let mut s = Endpoint::new(alloc.fd(), desc, Side::Server).unwrap();
+    c.set_spin_limit(spin);
+    s.set_spin_limit(spin);
+    (Arc::new(c), Arc::new(s), desc)
+}
+
+fn echo_server(s: Arc<Endpoint>) -> std::thread::JoinHandle<Result<u32, FlipcallError>> {
+    std::thread::spawn(move || {
+        let mut len = s.recv_first()?;
+        let mut buf = Vec::new();
+        let mut served = 0;
+        loop {
+            s.read_data(len, &mut buf);
+            buf.reverse();
+            let n = s.write_data(&[&buf])?;
+            served += 1;
+            len = match s.send_recv(n) {
+                Ok(l) => l,
+                Err(FlipcallError::Shutdown) => return Ok(served),
+                Err(e) => return Err(e),
+            };
+        }
+    })
+}
+
+#[test]
+fn handshake_round_trips_and_shutdown() {
+    for spin in [0, DEFAULT_SPIN_LIMIT] {
+        let (c, s, desc) = pair(spin);
+        assert_eq!(desc.offset, 0);
+        assert_eq!(c.data_cap() as usize, desc.length - PACKET_HEADER_LEN);
+        let server = echo_server(Arc::clone(&s));
+        c.connect().unwrap();
+        let mut out = Vec::new();
+        for i in 0..1000u32 {
+            let msg = i.to_le_bytes();
+            let n = c.write_data(&[&[1, 2], &msg]).unwrap();
+            let len = c.send_recv(n).unwrap();
+            c.read_data(len, &mut out);
+            let mut want = vec![1, 2];
+            want.extend_from_slice(&msg);
+            want.reverse();
+            assert_eq!(out, want);
+        }
+        // A big datagram, the largest the window carries.
+        let big = vec![7u8; c.data_cap() as usize];
+        let n = c.write_data(&[&big]).unwrap();
+        assert_eq!(c.send_recv(n).unwrap(), n);
+        assert!(
+            c.write_data(&[&big, &[0]]).is_err(),
+            "over capacity is refused"
+        );
+        c.shutdown();
+        assert_eq!(server.join().unwrap().unwrap(), 1001);
+        assert!(matches!(c.send_recv(0), Err(FlipcallError::Shutdown)));
+    }
+}
+
+#[test]
+fn shutdown_wakes_a_blocked_server() {
+    let (c, s, _) = pair(0);
+    let server = echo_server(Arc::clone(&s));
+    c.connect().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // The server sleeps in the futex waiting for a request.
+    s.shutdown();
+    assert!(server.join().unwrap().is_err());
+    assert!(matches!(c.send_recv(0), Err(FlipcallError::Shutdown)));
+}
+
+/// A raw view of a window, as a hostile peer has it.
+struct Raw {
+    base: *mut u32,
+    len: usize,
+}
+
+impl Raw {
+    fn map(alloc: &WindowAllocator, desc: WindowDesc) -> Raw {
+        // SAFETY: a fresh shared mapping of the test's own memfd.
+        let p = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                desc.length,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED,
+                alloc.fd(),
+                desc.offset,
+            )
+            .unwrap()
+        };
+        Raw {
+            base: p.cast(),
+            len: desc.length,
+        }
+    }
+    fn word(&self, i: usize) -> &std::sync::atomic::AtomicU32 {
+        // SAFETY: words 0 and 1 lie in the mapping, which outlives `self`.
+        unsafe { &*(self.base.add(i) as *const std::sync::atomic::AtomicU32) }
+    }
+    /// Plays the client: sets the datagram length and hands over.
+    fn hand_over(&self, data_len: u32, state: u32) {
+        self.word(1)
+            .store(data_len, std::sync::atomic::Ordering::SeqCst);
+        self.word(0)
+            .store(state, std::sync::atomic::Ordering::SeqCst);
+        let _ = rustix::thread::futex::wake(self.word(0), rustix::thread::futex::Flags::empty(), 1);
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `map` mapped.
+        let _ = unsafe { rustix::mm::munmap(self.base.cast(), self.len) };
+    }
+}
+
+#[test]
+fn hostile_peer_lengths_states_and_handshakes_are_errors() {
+    let mut alloc = WindowAllocator::new().unwrap();
+    let desc = alloc.allocate(8192).unwrap();
+    let raw = Raw::map(&alloc, desc);
+
+    // A handshake that is not JSON.
+    let s = Arc::new(Endpoint::new(alloc.fd(), desc, Side::Server).unwrap());
+    let s2 = Arc::clone(&s);
+    let server = std::thread::spawn(move || s2.recv_first());
+    raw.hand_over(0, 1);
+    assert!(matches!(
+        server.join().unwrap(),
+        Err(FlipcallError::Protocol(_))
+    ));
+
+    // A datagram length larger than the window.
+    let desc = alloc.allocate(8192).unwrap();
+    let raw = Raw::map(&alloc, desc);
+    let s = Arc::new(Endpoint::new(alloc.fd(), desc, Side::Server).unwrap());
+    let s2 = Arc::clone(&s);
+    let server = std::thread::spawn(move || s2.recv_first());
+    raw.hand_over(u32::MAX, 1);
+    assert!(matches!(
+        server.join().unwrap(),
+        Err(FlipcallError::Protocol(_))
+    ));
+
+    // A state word the protocol does not define.
+    let desc = alloc.allocate(8192).unwrap();
+    let raw = Raw::map(&alloc, desc);
+    let s = Arc::new(Endpoint::new(alloc.fd(), desc, Side::Server).unwrap());
+    let s2 = Arc::clone(&s);
+    let server = std::thread::spawn(move || s2.recv_first());
+    raw.hand_over(0, 77);
+    assert!(matches!(
+        server.join().unwrap(),
+        Err(FlipcallError::Protocol(_))
+    ));
+}
+
+#[test]
+fn windows_are_sequential_and_the_file_sealed() {
+    let mut alloc = WindowAllocator::new().unwrap();
+    let a = alloc.allocate(100).unwrap();
+    let b = alloc.allocate(3 * 4096 + 1).unwrap();
+    assert_eq!((a.offset, a.length), (0, 4096));
+    assert_eq!((b.offset, b.length), (4096, 4 * 4096));
+    // Sealed against shrinking.
+    assert!(rustix::fs::ftruncate(alloc.fd(), 0).is_err());
+    let seals = rustix::fs::fcntl_get_seals(alloc.fd().as_fd()).unwrap();
+    assert!(seals.contains(rustix::fs::SealFlags::SHRINK | rustix::fs::SealFlags::SEAL));
+}
+
+#[test]
+fn fds_travel_one_per_datagram() {
+    let (a, b) = fd_socket_pair().unwrap();
+    let (r, w) = rustix::pipe::pipe().unwrap();
+    send_fd(a.as_fd(), r.as_fd()).unwrap();
+    send_fd(a.as_fd(), w.as_fd()).unwrap();
+    let r2 = recv_fd(b.as_fd()).unwrap();
+    let w2 = recv_fd(b.as_fd()).unwrap();
+    rustix::io::write(&w2, b"x").unwrap();
+    let mut buf = [0u8; 1];
+    rustix::io::read(&r2, &mut buf).unwrap();
+    assert_eq!(&buf, b"x");
+    assert!(recv_fd(b.as_fd()).is_err(), "nothing pending: no block");
+}
