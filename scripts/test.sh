@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's whole test suite, as run by `npm test` (and so by .ci/run):
-#   1. Rust:  cargo test --workspace
-#   2. Go:    interop tests against gVisor's own LISAFS code (cd interop && go test ./...)
+#   1. Rust:  cargo test --workspace (after building interop/cmd/gvisor-gofer,
+#             which the client's interop tests run against)
+#   2. Go:    interop tests against gVisor's own LISAFS code (cd interop && go test ./...),
+#             then the live-server tests again over flipcall channels
 #   3. Node:  ava tests in __test__/ against the built addon
 # Each step must pass; a failing step stops the run with a non-zero exit.
 set -euo pipefail
@@ -12,6 +14,13 @@ step() {
   printf '\n==> %s\n' "$*"
 }
 
+step "go build (interop/cmd/gvisor-gofer: gVisor's own server, for the Rust client's interop tests)"
+# crates/lisafs-client/tests/gvisor_gofer.rs runs our client against this
+# binary and fails (never skips) without it.
+mkdir -p target
+(cd interop && go build -o ../target/gvisor-gofer ./cmd/gvisor-gofer)
+export LISAFS_GVISOR_GOFER="$PWD/target/gvisor-gofer"
+
 step "cargo test --workspace"
 cargo test --workspace
 
@@ -19,6 +28,11 @@ step "go test ./... (interop/: gVisor's own code against ours)"
 # The interop tests run gVisor's client against this server binary.
 cargo build -p lisafs-serve
 (cd interop && LISAFS_SERVE_BIN="$PWD/../target/debug/lisafs-serve" go test -count=1 ./...)
+
+step "go test -run TestServer (interop/, over flipcall channels)"
+# The same gVisor client tests with StartChannels: requests travel over
+# shared memory, as the gVisor sentry sends them.
+(cd interop && LISAFS_INTEROP_CHANNELS=1 LISAFS_SERVE_BIN="$PWD/../target/debug/lisafs-serve" go test -count=1 -run 'TestServer' ./...)
 
 step "ava (__test__/**/*.spec.ts)"
 if [[ ! -f index.js ]] || ! compgen -G 'lisafs.*.node' >/dev/null; then
