@@ -52,20 +52,21 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
+use lisafs_transport::flipcall::{self, Endpoint, Side, WindowDesc};
 use lisafs_transport::{RecvError, ShutdownHandle, SockCommunicator};
 use lisafs_wire::errno::{EBADF, EINVAL, EIO, EOPNOTSUPP};
 use lisafs_wire::{
-    AcceptReq, AcceptResp, BindAtReq, BindAtResp, ChannelReq, ChannelResp, CloseReq, ConnectReq,
-    ConnectWithCredsReq, CreateCommon, ErrorResp, FAllocateReq, FGetXattrReq, FGetXattrResp,
-    FListXattrReq, FListXattrResp, FRemoveXattrReq, FSetXattrReq, FStatFsReq, FdArray, FlushReq,
-    FsyncReq, Getdents64Req, Getdents64Resp, LinkAtReq, LinkAtResp, ListenReq, Message, MidList,
-    MkdirAtReq, MkdirAtResp, MknodAtReq, MknodAtResp, MountReq, MountResp, OpenAtReq, OpenAtResp,
-    OpenCreateAtReq, OpenCreateAtResp, PReadReq, PReadResp, PWriteReq, PWriteResp, ReadLinkAtReq,
-    ReadLinkAtResp, RenameAt2Req, RenameAtReq, SetStatResp, StatReq, StringArray, SymlinkAtReq,
-    SymlinkAtResp, UnlinkAtReq, WalkReq, WalkResp, WalkStatReq, WalkStatResp,
-    PRE_MOUNT_MAX_MESSAGE_SIZE,
+    AcceptReq, AcceptResp, BindAtReq, BindAtResp, ChannelHeader, ChannelReq, ChannelResp, CloseReq,
+    ConnectReq, ConnectWithCredsReq, CreateCommon, ErrorResp, FAllocateReq, FGetXattrReq,
+    FGetXattrResp, FListXattrReq, FListXattrResp, FRemoveXattrReq, FSetXattrReq, FStatFsReq,
+    FdArray, FlushReq, FsyncReq, Getdents64Req, Getdents64Resp, LinkAtReq, LinkAtResp, ListenReq,
+    Message, MidList, MkdirAtReq, MkdirAtResp, MknodAtReq, MknodAtResp, MountReq, MountResp,
+    OpenAtReq, OpenAtResp, OpenCreateAtReq, OpenCreateAtResp, PReadReq, PReadResp, PWriteReq,
+    PWriteResp, ReadLinkAtReq, ReadLinkAtResp, RenameAt2Req, RenameAtReq, SetStatResp, StatReq,
+    StringArray, SymlinkAtReq, SymlinkAtResp, UnlinkAtReq, WalkReq, WalkResp, WalkStatReq,
+    WalkStatResp, PRE_MOUNT_MAX_MESSAGE_SIZE,
 };
 
 pub use error::{Error, Result};
@@ -128,6 +129,8 @@ pub struct Client {
     supported: MidSet,
     root: Inode,
     mount_fd: Mutex<Option<OwnedFd>>,
+    /// Flipcall channels, once [`Client::start_channels`] made them.
+    channels: OnceLock<Vec<Mutex<Channel>>>,
 }
 
 impl Client {
@@ -173,6 +176,7 @@ impl Client {
             supported,
             root,
             mount_fd: Mutex::new(mount_fd),
+            channels: OnceLock::new(),
         })
     }
 
@@ -790,7 +794,50 @@ impl Client {
         if !self.supports(Q::MID) {
             return Err(Error::Errno(EOPNOTSUPP));
         }
+        // An idle channel if there is one, as gVisor's client does; the
+        // socket otherwise.
+        if let Some(channels) = self.channels.get() {
+            for ch in channels {
+                if let Ok(mut ch) = ch.try_lock() {
+                    if !ch.dead {
+                        return ch.round_trip(req, decode);
+                    }
+                }
+            }
+        }
         self.lock_conn().round_trip(req, decode)
+    }
+
+    /// Creates flipcall channels, as gVisor's `StartChannels`: up to the
+    /// CPU count clamped to [2, 4], stopping at the server's limit (ENOMEM).
+    /// Afterwards requests prefer an idle channel, which avoids the socket
+    /// and, with `spin_limit` > 0, the futex sleep of a busy round trip.
+    /// Returns how many channels are in use; fails only if none could be
+    /// made. Can be called once.
+    pub fn start_channels(&self, spin_limit: u32) -> Result<usize> {
+        let want = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, 4);
+        let mut made = Vec::new();
+        let mut first_err = None;
+        for _ in 0..want {
+            match self
+                .channel()
+                .and_then(|grant| Channel::new(grant, spin_limit))
+            {
+                Ok(ch) => made.push(Mutex::new(ch)),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                    break;
+                }
+            }
+        }
+        if made.is_empty() {
+            return Err(first_err.unwrap_or(Error::Errno(EIO)));
+        }
+        let n = made.len();
+        self.channels.set(made).map_err(|_| Error::Errno(EINVAL))?;
+        Ok(n)
     }
 
     fn lock_conn(&self) -> MutexGuard<'_, Conn> {
@@ -887,6 +934,116 @@ impl Conn {
         self.broken = true;
         // Wakes nobody (we hold the lock) but tells the server at once.
         let _ = self.comm.shutdown();
+    }
+}
+
+/// A flipcall channel: a mapped packet window and the socket its FDs
+/// travel on. Used under its own lock, one request at a time.
+#[derive(Debug)]
+struct Channel {
+    ep: Endpoint,
+    fd_socket: OwnedFd,
+    out: Vec<u8>,
+    reply: Vec<u8>,
+    /// Set after any flipcall failure: the channel is never used again.
+    dead: bool,
+}
+
+impl Channel {
+    fn new(grant: ChannelGrant, spin_limit: u32) -> Result<Channel> {
+        let offset = u64::try_from(grant.data_offset)
+            .map_err(|_| Error::protocol("negative channel window offset"))?;
+        let length = usize::try_from(grant.data_length)
+            .map_err(|_| Error::protocol("channel window too large"))?;
+        let mut ep = Endpoint::new(
+            std::os::fd::AsFd::as_fd(&grant.mem_fd),
+            WindowDesc { offset, length },
+            Side::Client,
+        )
+        .map_err(|e| Error::protocol(format!("channel window: {e}")))?;
+        ep.set_spin_limit(spin_limit);
+        // The mapping keeps the memory; the memfd itself is not needed.
+        drop(grant.mem_fd);
+        ep.connect()
+            .map_err(|e| Error::protocol(format!("channel handshake: {e}")))?;
+        Ok(Channel {
+            ep,
+            fd_socket: grant.fd_socket,
+            out: Vec::new(),
+            reply: Vec::new(),
+            dead: false,
+        })
+    }
+
+    fn round_trip<'q, Q, R>(
+        &mut self,
+        req: &Q,
+        decode: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<R>,
+    ) -> Result<R>
+    where
+        Q: Message<'q>,
+    {
+        self.out.clear();
+        req.encode_to_vec(&mut self.out)?;
+        let header = ChannelHeader {
+            mid: Q::MID,
+            num_fds: 0,
+        }
+        .to_bytes();
+        let sent = self
+            .ep
+            .write_data(&[&header, &self.out])
+            .map_err(|_| Error::Errno(EIO));
+        let len = match sent.and_then(|n| {
+            self.ep
+                .send_recv(n)
+                .map_err(|e| Error::protocol(e.to_string()))
+        }) {
+            Ok(len) => len,
+            Err(e) => {
+                self.dead = true;
+                return Err(e);
+            }
+        };
+        // Copy the reply out once: the server could rewrite the window.
+        self.ep.read_data(len, &mut self.reply);
+        let Some((hdr, payload)) = self.reply.split_first_chunk::<{ ChannelHeader::LEN }>() else {
+            self.dead = true;
+            return Err(Error::protocol("channel reply shorter than its header"));
+        };
+        let hdr = ChannelHeader::from_bytes(hdr);
+        let mut fds = Vec::new();
+        // Drain every FD the server says it sent (keeping the FD socket in
+        // step); only those the message may carry are kept.
+        for _ in 0..hdr.num_fds {
+            match flipcall::recv_fd(std::os::fd::AsFd::as_fd(&self.fd_socket)) {
+                Ok(fd) => fds.push(fd),
+                Err(_) => break,
+            }
+        }
+        if hdr.mid == Mid::ERROR {
+            let errno = ErrorResp::decode_payload(payload)?.errno;
+            if errno == 0 {
+                return Err(Error::protocol("Error reply with errno 0"));
+            }
+            return Err(Error::Errno(errno));
+        }
+        if hdr.mid != Q::MID {
+            return Err(Error::protocol(format!(
+                "sent MID {}, got a channel reply with MID {}",
+                Q::MID.0,
+                hdr.mid.0
+            )));
+        }
+        fds.truncate(reply_fds(Q::MID));
+        decode(payload, fds)
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        // Lets the server's channel thread go now rather than at disconnect.
+        self.ep.shutdown();
     }
 }
 

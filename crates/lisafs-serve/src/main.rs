@@ -111,7 +111,7 @@ fn main() -> ExitCode {
         };
         println!(
             "{{\"end\":\"{end}\",\"connections\":{},\"controlFds\":{},\"openFds\":{},\"boundSocketFds\":{},\"nodes\":{},\"channelRequests\":{},\"hostFdsBefore\":{before},\"hostFdsAfter\":{after}}}",
-            s.connections, s.control_fds, s.open_fds, s.bound_socket_fds, s.nodes, s.channel_requests
+            s.connections, s.control_fds, s.open_fds, s.bound_socket_fds, s.nodes, server.channel_requests()
         );
         return ExitCode::SUCCESS;
     }

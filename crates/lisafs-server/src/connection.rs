@@ -116,6 +116,11 @@ impl Server {
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
     }
+
+    /// Requests served over flipcall channels since the server started.
+    pub fn channel_requests(&self) -> u64 {
+        self.shared.counters.channel_requests()
+    }
 }
 
 /// Multiplicative hashing for FDIDs: they are sequential, so SipHash buys

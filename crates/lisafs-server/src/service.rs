@@ -62,6 +62,11 @@ impl Service {
         self.inner.server.stats()
     }
 
+    /// Requests served over flipcall channels since the service started.
+    pub fn channel_requests(&self) -> u64 {
+        self.inner.server.channel_requests()
+    }
+
     /// Serves the pre-connected stream socket `sock` (for example one end of
     /// a socketpair handed to a sandbox) on a new thread.
     pub fn attach(&self, sock: OwnedFd) -> io::Result<()> {

@@ -35,6 +35,10 @@ impl Counters {
         self.channel_requests.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn channel_requests(&self) -> u64 {
+        self.channel_requests.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
             connections: self.connections.load(Ordering::Relaxed),
@@ -42,7 +46,6 @@ impl Counters {
             open_fds: self.open_fds.load(Ordering::Relaxed),
             bound_socket_fds: self.bound_socket_fds.load(Ordering::Relaxed),
             nodes: self.nodes.load(Ordering::Relaxed),
-            channel_requests: self.channel_requests.load(Ordering::Relaxed),
         }
     }
 }
@@ -61,6 +64,4 @@ pub struct Stats {
     /// Nodes in the tree below the root (the root lives as long as the
     /// server).
     pub nodes: u64,
-    /// Requests served over flipcall channels since the server started.
-    pub channel_requests: u64,
 }
