@@ -34,3 +34,17 @@ export type {
 export { connect, Client, ControlFd, OpenFd, BoundSocketFd, Flags, SockType } from './client.js'
 export type { Name, SetStatAttrs, SetStatOutcome, Owner, Walked } from './client.js'
 export { LisafsError } from './errors.js'
+export { createFs, LisafsFs, LisafsStats, LisafsDirent, LisafsReadStream, LisafsWriteStream, AbortError } from './fs.js'
+export type {
+  PathLike,
+  WriteFlag,
+  FsOptions,
+  ReadFileOptions,
+  WriteFileOptions,
+  ReaddirOptions,
+  MakeDirectoryOptions,
+  RmOptions,
+  ReadlinkOptions,
+  ReadStreamOptions,
+  WriteStreamOptions,
+} from './fs.js'
