@@ -24,7 +24,7 @@ pub(crate) struct Channels {
 }
 
 /// gVisor's `maxChannels()`: the number of CPUs, clamped to [2, 4].
-fn max_channels() -> usize {
+fn default_max_channels() -> usize {
     std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(2, 4)
@@ -44,7 +44,11 @@ impl Connection {
         if self.is_closing() {
             return Err(Errno::ENOSYS);
         }
-        if ch.created >= max_channels() {
+        let max = match self.opts.max_channels {
+            0 => default_max_channels(),
+            n => n,
+        };
+        if ch.created >= max {
             return Err(Errno::ENOMEM);
         }
         if ch.alloc.is_none() {

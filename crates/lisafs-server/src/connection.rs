@@ -30,6 +30,12 @@ pub struct ConnectionOpts {
     pub allocate_on_deleted: bool,
     /// Allow OpenAt on deleted nodes.
     pub open_on_deleted: bool,
+    /// Most FDIDs the client may hold at once; requests that would create
+    /// more fail with EMFILE. 0: no limit (gVisor has none).
+    pub max_fds: usize,
+    /// Most channels the client may create; then ENOMEM. 0: gVisor's rule
+    /// (the CPU count clamped to [2, 4]).
+    pub max_channels: usize,
 }
 
 impl ConnectionOpts {
@@ -41,6 +47,7 @@ impl ConnectionOpts {
             set_attr_on_deleted: true,
             allocate_on_deleted: true,
             open_on_deleted: true,
+            ..ConnectionOpts::default()
         }
     }
 }
@@ -247,6 +254,17 @@ impl Connection {
     /// Number of FDIDs registered on this connection.
     pub fn fd_count(&self) -> usize {
         self.table.lock().map.len()
+    }
+
+    /// Fails with EMFILE unless `n` more FDIDs fit under `max_fds`. Checked
+    /// before the backend runs, so a refused request leaves nothing behind.
+    /// Concurrent requests on channels may overshoot by a few: a soft limit.
+    pub(crate) fn reserve_fds(&self, n: usize) -> Result<(), Errno> {
+        let max = self.opts.max_fds;
+        if max != 0 && self.table.lock().map.len() + n > max {
+            return Err(Errno::EMFILE);
+        }
+        Ok(())
     }
 
     pub(crate) fn insert(&self, entry: FdEntry) -> FdId {

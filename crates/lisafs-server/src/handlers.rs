@@ -119,6 +119,7 @@ impl Connection {
     }
 
     fn mount(&self, reply: &mut Reply) -> FsResult<()> {
+        self.reserve_fds(1)?;
         let root = Arc::clone(&self.shared.root);
         let (inode, donate) = {
             let _rename = self.shared.rename_mu.read();
@@ -196,6 +197,7 @@ impl Connection {
         if max_payload > self.max_message_size as usize {
             return Err(Errno::EIO);
         }
+        self.reserve_fds(req.path.len())?;
         let mut inodes: Vec<Inode> = Vec::with_capacity(req.path.len());
         let mut status = WalkStatus::Success;
         let result = {
@@ -310,6 +312,7 @@ impl Connection {
         if fd.is_dir() && mutates {
             return Err(Errno::EISDIR);
         }
+        self.reserve_fds(1)?;
         let no = self.safely_read(&fd, || {
             if fd.node.is_deleted() && !self.opts.open_on_deleted {
                 return Err(Errno::EINVAL);
@@ -334,6 +337,7 @@ impl Connection {
         if !dir.is_dir() {
             return Err(Errno::ENOTDIR);
         }
+        self.reserve_fds(2)?;
         let c = req.common;
         let (child, new_fd, donate) = self.safely_write(&dir, || {
             if dir.node.is_deleted() {
@@ -417,6 +421,7 @@ impl Connection {
         if !dir.is_dir() {
             return Err(Errno::ENOTDIR);
         }
+        self.reserve_fds(1)?;
         self.safely_write(&dir, || {
             if dir.node.is_deleted() {
                 return Err(Errno::EINVAL);
@@ -471,6 +476,7 @@ impl Connection {
         if target.is_dir() {
             return Err(Errno::EPERM);
         }
+        self.reserve_fds(1)?;
         let link = self.safely_write(&dir, || {
             if dir.node.is_deleted() {
                 return Err(Errno::EINVAL);
@@ -751,6 +757,7 @@ impl Connection {
         if !dir.is_dir() {
             return Err(Errno::ENOTDIR);
         }
+        self.reserve_fds(2)?;
         let (child, bound_socket_fd, sock) = self.safely_write(&dir, || {
             if dir.node.is_deleted() {
                 return Err(Errno::EINVAL);

@@ -10,7 +10,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -33,6 +33,8 @@ struct Inner {
     opts: ConnectionOpts,
     closed: AtomicBool,
     next_conn: AtomicU64,
+    /// 0: unlimited.
+    max_connections: AtomicUsize,
     /// Sockets of live connections, to shut them down on close.
     conns: Mutex<HashMap<u64, ShutdownHandle>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -50,6 +52,7 @@ impl Service {
                 opts,
                 closed: AtomicBool::new(false),
                 next_conn: AtomicU64::new(1),
+                max_connections: AtomicUsize::new(0),
                 conns: Mutex::new(HashMap::new()),
                 threads: Mutex::new(Vec::new()),
                 listeners: Mutex::new(Vec::new()),
@@ -65,6 +68,12 @@ impl Service {
     /// Requests served over flipcall channels since the service started.
     pub fn channel_requests(&self) -> u64 {
         self.inner.server.channel_requests()
+    }
+
+    /// Limits live connections (0: no limit). A connection over the limit
+    /// is closed at once, so its client sees the socket end.
+    pub fn set_max_connections(&self, max: usize) {
+        self.inner.max_connections.store(max, Ordering::Relaxed);
     }
 
     /// Serves the pre-connected stream socket `sock` (for example one end of
@@ -138,6 +147,11 @@ impl Inner {
     fn attach(inner: &Arc<Inner>, sock: OwnedFd) -> io::Result<()> {
         if inner.closed.load(Ordering::Acquire) {
             return Err(closed_error());
+        }
+        let max = inner.max_connections.load(Ordering::Relaxed);
+        if max != 0 && inner.conns.lock().len() >= max {
+            // `sock` is dropped (closed) here.
+            return Err(io::Error::from_raw_os_error(24));
         }
         let conn = inner
             .server

@@ -725,3 +725,37 @@ fn getdents_and_closed_connections() {
     let s = server.stats();
     assert_eq!((s.control_fds, s.open_fds, s.nodes), (0, 0, 0));
 }
+
+#[test]
+fn fd_limit_answers_emfile_before_the_backend_runs() {
+    let server = Server::new();
+    let fs = memfs();
+    let opts = ConnectionOpts {
+        max_fds: 3,
+        ..Default::default()
+    };
+    let conn = server.new_connection(Arc::clone(&fs) as _, opts).unwrap();
+    let root = mount(&conn);
+    let a = mkdir(&conn, root, b"a");
+    let _b = mkdir(&conn, a, b"b");
+    // Three FDIDs held: a fourth is refused, and the directory is not made.
+    let req = w::MkdirAtReq {
+        common: w::CreateCommon {
+            dir_fd: root,
+            ..Default::default()
+        },
+        name: b"c",
+    };
+    assert_eq!(call(&conn, &req).map(drop), Err(Errno::EMFILE));
+    assert_eq!(
+        walk(&conn, root, &[b"c"]),
+        Err(Errno::EMFILE),
+        "a walk would need one more too"
+    );
+    close(&conn, &[a]);
+    assert_eq!(
+        walk(&conn, root, &[b"c"]).unwrap().0,
+        w::WalkStatus::ComponentDoesNotExist
+    );
+    assert!(call(&conn, &req).is_ok(), "room again after a close");
+}
