@@ -10,6 +10,61 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * A LISAFS server whose backend is JavaScript (or a host directory) with an
+ * optional audit/policy layer. Use `BackendServer` from the TypeScript API.
+ */
+export declare class NativeBackendServer {
+  /**
+   * Creates the server. `dispatch(callId, op, handle, args)` is called on
+   * Node's thread for every backend call; it must settle each call with
+   * {@link NativeBackendServer.complete} or {@link NativeBackendServer.fail},
+   * and answer `op === 'drain'` with {@link NativeBackendServer.drain}. It
+   * must never throw.
+   */
+  constructor(options: NativeBackendOptions, dispatch: (callId: number, op: string, handle: number, args: BackendCallArgs | undefined) => void)
+  /**
+   * Listens on the Unix socket `socketPath` (which must not exist). From
+   * now on the server keeps Node alive until closed (see `unref`).
+   */
+  listen(socketPath: string): void
+  /** Serves a connected stream socket; the server owns `fd` from now on. */
+  attach(fd: number): void
+  /** Lets Node exit while the server is open. */
+  unref(): void
+  /** Keeps Node alive while the server is open (undoes `unref`). */
+  ref(): void
+  /**
+   * Stops accepting, disconnects every client and waits for requests in
+   * flight. Calls still unsettled `graceMs` later (default 2000) fail with
+   * EIO, so a backend that never settles cannot hang the close. Then the
+   * dispatcher is released: the server no longer keeps Node alive.
+   * Idempotent.
+   */
+  close(graceMs?: number | undefined | null): Promise<void>
+  /** Live connections, FDs and nodes. */
+  stats(): ServerStats
+  /** Counters of the bridge and the audit layer. */
+  bridgeStats(): BackendBridgeStats
+  /**
+   * Settles call `callId` with `result`. Returns false if the call is no
+   * longer waiting (timed out, or the server closed); handles and FDs in
+   * `result` are released either way. Throws a TypeError (after failing
+   * the call with EIO) if `result` lacks what the operation needs.
+   */
+  complete(callId: number, result: BackendResult): boolean
+  /**
+   * Fails call `callId` with `errno` (0 or out of range: EIO). `message`
+   * is for diagnostics only: the protocol carries only the errno.
+   */
+  fail(callId: number, errno: number, message?: string | undefined | null): boolean
+  /**
+   * Takes everything queued for JavaScript: released handles, rename
+   * notices and audit events.
+   */
+  drain(): BackendDrain
+}
+
+/**
  * A low-level LISAFS client: one method per message, FDIDs as bigint.
  * Use the `Client` class of the TypeScript API instead.
  */
@@ -126,6 +181,87 @@ export interface Accepted {
   peerAddr: Buffer
 }
 
+/** Counters of the JS bridge and the audit layer. */
+export interface BackendBridgeStats {
+  /** Calls waiting for JavaScript to settle them. */
+  pendingCalls: number
+  /** Events dropped because JavaScript did not drain them in time. */
+  droppedEvents: number
+  /** Bytes written through PWrite and charged to the quota. */
+  bytesWritten: number
+}
+
+/**
+ * Arguments of one backend call; which fields are set depends on the
+ * operation (see `src/backend.ts`, which is the only intended consumer).
+ */
+export interface BackendCallArgs {
+  name?: Buffer
+  newName?: Buffer
+  target?: Buffer
+  data?: Buffer
+  path?: Array<Buffer>
+  /**
+   * The handle of a second control FD (LinkAt's directory, RenameAt's
+   * new directory).
+   */
+  dir?: number
+  mode?: number
+  uid?: number
+  gid?: number
+  flags?: number
+  minor?: number
+  major?: number
+  count?: number
+  sockType?: number
+  backlog?: number
+  offset?: bigint
+  length?: bigint
+  size?: bigint
+  seek0?: boolean
+  setStat?: SetStatArgs
+}
+
+/** Everything queued for JavaScript since the last drain. */
+export interface BackendDrain {
+  /** Handles the server no longer holds. */
+  releases: Array<number>
+  /** Handles whose file (or an ancestor) was renamed. */
+  renamed: Array<number>
+  /** Audit events, oldest first. */
+  events: Array<OperationEvent>
+  /** Events dropped because the queue was full. */
+  droppedEvents: number
+}
+
+/**
+ * What a backend call produced; which fields are read depends on the
+ * operation. Handles and host FDs named here pass to the server.
+ */
+export interface BackendResult {
+  /** A new control FD's handle (or the open FD's, for `open`). */
+  handle?: number
+  stat?: Statx
+  /** The open FD's handle of `openCreate`. */
+  open?: number
+  /** The bound socket's handle of `bindAt`. */
+  socket?: number
+  /**
+   * A host FD whose ownership passes to the server (`connect`, `bindAt`,
+   * `accept`).
+   */
+  fd?: number
+  stats?: Array<Statx>
+  data?: Buffer
+  /** Bytes written. */
+  count?: number
+  statFs?: StatFs
+  dirents?: Array<Dirent64>
+  names?: Array<Buffer>
+  failureMask?: number
+  failureErrno?: number
+}
+
 /**
  * A bound socket: the socket file's control FD, the bound-socket FDID and
  * the host socket (owned by the caller).
@@ -237,6 +373,48 @@ export declare enum Mid {
   RenameAt2 = 33,
 }
 
+/** Options of a {@link NativeBackendServer}. */
+export interface NativeBackendOptions {
+  /** Serve this host directory; without it, the dispatcher is the backend. */
+  host?: NativeHostRoot
+  readonly?: boolean
+  maxMessageSize?: number
+  maxFds?: number
+  /** Fail a JS call with EIO when it has not settled after this long. */
+  operationTimeoutMs?: number
+  /** Record an event per operation. */
+  observe?: boolean
+  policy?: NativePolicy
+  /**
+   * Donate host FDs (host backend). Default true, except writable opens
+   * when a write quota is set.
+   */
+  donateFds?: boolean
+}
+
+/** A host directory to serve (instead of a JavaScript backend). */
+export interface NativeHostRoot {
+  root: string
+  hostUds?: boolean
+  hostFifo?: boolean
+}
+
+/** A compiled policy. */
+export interface NativePolicy {
+  rules: Array<NativePolicyRule>
+  readOnly: Array<string>
+  defaultDeny: boolean
+  writeQuota?: number
+}
+
+/** One allow/deny rule; `path` is normalized (`/`, `/a/b`). */
+export interface NativePolicyRule {
+  path: string
+  /** Bits: read 1, write 2, create 4, delete 8, xattr 16, socket 32. */
+  classes: number
+  allow: boolean
+}
+
 /**
  * An opened file: its FDID and the host FD the server donated, if any
  * (the caller owns it and must close it).
@@ -244,6 +422,35 @@ export declare enum Mid {
 export interface Opened {
   openFd: bigint
   hostFd?: number
+}
+
+/** One audited operation. */
+export interface OperationEvent {
+  /** The backend operation (`'walk'`, `'open'`, `'write'`...). */
+  op: string
+  /** Its class: `read`, `write`, `create`, `delete`, `xattr` or `socket`. */
+  class: string
+  /** The connection (numbered per Mount, from 1). */
+  connection: number
+  /** The server-side path operated on (best effort). */
+  path: string
+  /** The second path of `renameAt` (destination) and `link` (new name). */
+  newPath?: string
+  /**
+   * Operation-specific flags (open flags, create mode, unlink, rename and
+   * xattr flags, the SetStat mask, the fallocate mode).
+   */
+  flags: number
+  /** 0 on success, else the errno answered. */
+  errno: number
+  /** Whether the policy refused the operation (the backend never ran). */
+  denied: boolean
+  /** Time spent in the backend, in nanoseconds. */
+  durationNs: number
+  /** Bytes read or written, for `read` and `write`. */
+  bytes?: number
+  /** When the operation ended, in milliseconds since the epoch. */
+  time: number
 }
 
 /** Any LISAFS request, discriminated by `type` (the protocol's message name). */

@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeBackendServer = nativeBinding.NativeBackendServer
 module.exports.NativeClient = nativeBinding.NativeClient
 module.exports.Server = nativeBinding.Server
 module.exports.decodeRequest = nativeBinding.decodeRequest

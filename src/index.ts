@@ -48,3 +48,55 @@ export type {
   ReadStreamOptions,
   WriteStreamOptions,
 } from './fs.js'
+export {
+  BackendServer,
+  HostBackend,
+  backendError,
+  toStatx,
+  toTimestamp,
+  direntType,
+  direntRecordSize,
+  StatxMask,
+  FileType,
+  DirentType,
+  UTIME_NOW,
+  UTIME_OMIT,
+  NO_ID,
+} from './backend.js'
+export type {
+  Backend,
+  ControlFdImpl,
+  OpenFdImpl,
+  BoundSocketFdImpl,
+  Releasable,
+  NewControl,
+  CreatedFile,
+  BoundSocket,
+  AcceptedSocket,
+  StatInput,
+  StatFsInput,
+  DirentInput,
+  Owner as BackendOwner,
+  SetStatRequest,
+  Awaitable,
+  Int64,
+  TimeInput,
+  ErrnoName,
+  HostBackendOptions,
+  BackendServerOptions,
+  BackendServerStats,
+} from './backend.js'
+export { MemoryBackend, MemoryNode } from './memory.js'
+export type { MemoryBackendOptions } from './memory.js'
+export { Policy, AuditLog, formatEvent, errnoName, normalizePolicyPath, OPERATION_CLASSES } from './policy.js'
+export type {
+  OperationClass,
+  OperationName,
+  OperationEvent,
+  OperationObserver,
+  PolicyRule,
+  PolicyOptions,
+  AuditLogOptions,
+  AuditSummary,
+  OperationTotals,
+} from './policy.js'

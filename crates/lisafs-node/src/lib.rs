@@ -8,11 +8,13 @@
 
 use napi_derive::napi;
 
+mod backend;
 mod client;
 mod codec;
 mod error;
 mod server;
 
+pub use backend::*;
 pub use client::*;
 pub use codec::*;
 pub use server::*;
