@@ -15,6 +15,31 @@ const O_TRUNC: u32 = 0o1000;
 const ALLOWED_OPEN_FLAGS: u32 = O_ACCMODE | O_TRUNC;
 const RENAME_EXCHANGE: u32 = 2;
 
+/// FDIDs a request registered, forgotten again unless the request
+/// succeeds (`keep`), including when a backend panic unwinds through it.
+struct Forget<'c> {
+    conn: &'c Connection,
+    ids: Vec<FdId>,
+}
+
+impl Forget<'_> {
+    fn keep(&mut self) {
+        self.ids.clear();
+    }
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        let entries: Vec<FdEntry> = self
+            .ids
+            .iter()
+            .filter_map(|&id| self.conn.remove(id))
+            .collect();
+        // Dropped here, outside the FD table lock and any node lock.
+        drop(entries);
+    }
+}
+
 /// gVisor's `checkSafeName`: one non-empty component, not `.` or `..`.
 fn check_name(name: &[u8]) -> FsResult<()> {
     if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
@@ -200,6 +225,13 @@ impl Connection {
         self.reserve_fds(req.path.len())?;
         let mut inodes: Vec<Inode> = Vec::with_capacity(req.path.len());
         let mut status = WalkStatus::Success;
+        // Declared before the locks, so that on an error or a backend panic
+        // the FDIDs made so far are forgotten after the locks are released:
+        // a failed request leaves nothing behind.
+        let mut walked = Forget {
+            conn: self,
+            ids: Vec::new(),
+        };
         let result = {
             let _rename = self.shared.rename_mu.read();
             let mut cur = Arc::clone(&start);
@@ -225,6 +257,7 @@ impl Connection {
                 };
                 match step {
                     Ok((inode, next)) => {
+                        walked.ids.push(inode.control_fd);
                         inodes.push(inode);
                         cur = next;
                     }
@@ -238,14 +271,6 @@ impl Connection {
                     }
                 }
             }
-            if result.is_err() {
-                // No lasting side effect on failure: forget what was walked.
-                let walked: Vec<FdEntry> = inodes
-                    .iter()
-                    .filter_map(|i| self.remove(i.control_fd))
-                    .collect();
-                drop(walked);
-            }
             result
         };
         result?;
@@ -255,7 +280,9 @@ impl Connection {
                 status,
                 inodes: Seq::from_items(&inodes),
             },
-        )
+        )?;
+        walked.keep();
+        Ok(())
     }
 
     fn walk_stat(&self, payload: &[u8], reply: &mut Reply) -> FsResult<()> {
