@@ -158,3 +158,25 @@ test('a closed server does not keep Node alive', (t) => {
   t.is(readFileSync(join(dir, 'root', 'sub', 'hello.txt'), 'utf8'), 'hello from the host\n')
   rmSync(dir, { recursive: true })
 })
+
+test('a listening server survives garbage collection of its JS object', (t) => {
+  const dir = tempTree()
+  const sock = join(dir, 'gc.sock')
+  const script = `
+    const { Server, decodeResponse, encodeRequest } = require(${JSON.stringify(join(process.cwd(), 'index.js'))})
+    const net = require('node:net')
+    ;(() => { new Server({ root: ${JSON.stringify(join(dir, 'root'))} }).listen(${JSON.stringify(sock)}) })()
+    global.gc()
+    setTimeout(() => {
+      const s = net.createConnection(${JSON.stringify(sock)}, () => {
+        const h = Buffer.alloc(8); h.writeUInt16LE(1, 4)
+        s.write(h)
+      })
+      s.on('data', (d) => { console.log(d.readUInt16LE(4) === 1 ? 'mounted' : 'error'); process.exit(0) })
+      s.on('error', (e) => { console.log('failed ' + e.code); process.exit(0) })
+    }, 100)
+  `
+  const r = spawnSync(process.execPath, ['--expose-gc', '-e', script], { timeout: 20_000, encoding: 'utf8' })
+  t.is(r.stdout.trim(), 'mounted', r.stderr)
+  rmSync(dir, { recursive: true })
+})

@@ -4,7 +4,7 @@
 
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use lisafs_host::{HostFs, HostOptions};
 use lisafs_server::{ConnectionOpts, Service};
@@ -41,6 +41,24 @@ pub struct ServerStats {
     pub bound_socket_fds: u32,
     /// Nodes of the tree below the root.
     pub nodes: u32,
+}
+
+/// Services that listen or serve a connection, kept alive until closed: like
+/// a listening `net.Server`, a server must not stop because its JS object
+/// became unreachable and was collected.
+static LIVE: Mutex<Vec<Arc<Service>>> = Mutex::new(Vec::new());
+
+fn keep_alive(service: &Arc<Service>) {
+    let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    if !live.iter().any(|s| Arc::ptr_eq(s, service)) {
+        live.push(Arc::clone(service));
+    }
+}
+
+fn release(service: &Arc<Service>) {
+    LIVE.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|s| !Arc::ptr_eq(s, service));
 }
 
 /// A LISAFS server of one host directory. Each connection mounts the root.
@@ -80,7 +98,9 @@ impl Server {
     pub fn listen(&self, env: Env, socket_path: String) -> napi::Result<()> {
         self.service
             .listen(Path::new(&socket_path))
-            .map_err(|e| Fail::io(&format!("listen {socket_path}"), &e).throw(&env))
+            .map_err(|e| Fail::io(&format!("listen {socket_path}"), &e).throw(&env))?;
+        keep_alive(&self.service);
+        Ok(())
     }
 
     /// Serves an already connected stream socket, for example one end of
@@ -110,6 +130,7 @@ impl Server {
             .name("lisafs-close".into())
             .spawn(move || {
                 service.close();
+                release(&service);
                 deferred.resolve(|_| Ok(()));
             })
             .map_err(|e| napi::Error::from_reason(format!("close: {e}")))?;
