@@ -45,7 +45,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (name, spin) in [
         ("socket", None),
         ("channel, futex only", Some(0)),
-        ("channel, spin then futex", Some(20_000)),
+        (
+            "channel, spin then futex",
+            Some(lisafs_transport::flipcall::DEFAULT_SPIN_LIMIT),
+        ),
     ] {
         let service = Service::new(Arc::clone(&fs) as _, ConnectionOpts::host(false));
         let (a, b) = lisafs_transport::socket_pair()?;
