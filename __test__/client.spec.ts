@@ -70,3 +70,10 @@ test('errors carry code, errno, syscall and path', async (t) => {
   await server.close()
   rmSync(dir, { recursive: true })
 })
+
+test('errno names Node lacks still get their Linux name', (t) => {
+  const e = new LisafsError(122, 'write', '/quota')
+  t.like(e, { code: 'EDQUOT', errno: -122, syscall: 'write', path: '/quota' })
+  t.is(e.message, "EDQUOT: disk quota exceeded, write '/quota'")
+  t.is(new LisafsError(2, 'open').code, 'ENOENT')
+})

@@ -1,6 +1,19 @@
+import { constants } from 'node:os'
 import { getSystemErrorMap } from 'node:util'
 
 const systemErrors = getSystemErrorMap()
+
+// libuv's map lacks a few Linux errnos (EDQUOT, which quota policies
+// return); os.constants.errno still knows their names.
+const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]))
+
+function describe(errno: number): [string, string] {
+  const known = systemErrors.get(-errno)
+  if (known !== undefined) return known
+  const name = errnoNames.get(errno)
+  if (name === 'EDQUOT') return [name, 'disk quota exceeded']
+  return name === undefined ? [`E${errno}`, `errno ${errno}`] : [name, name]
+}
 
 /**
  * A failed LISAFS operation, shaped like Node's own system errors
@@ -27,7 +40,7 @@ export class LisafsError extends Error {
    * @param dest - the second path of rename-like operations, if any
    */
   constructor(errno: number, syscall: string, path?: string, dest?: string) {
-    const [code, description] = systemErrors.get(-errno) ?? [`E${errno}`, `errno ${errno}`]
+    const [code, description] = describe(errno)
     let message = `${code}: ${description}, ${syscall}`
     if (path !== undefined) message += ` '${path}'`
     if (dest !== undefined) message += ` -> '${dest}'`
