@@ -325,7 +325,13 @@ impl ControlFdImpl for HostControl {
             FileType::CharacterDevice => return Err(Errno::EPERM),
             _ => {}
         }
-        let flags = OFlags::from_bits_retain(flags) & (OFlags::ACCMODE | OFlags::TRUNC);
+        let mut flags = OFlags::from_bits_retain(flags) & (OFlags::ACCMODE | OFlags::TRUNC);
+        if self.ftype == FileType::Fifo {
+            // A blocking open of a FIFO waits for the other end: a client
+            // could park this connection's thread forever. The donated FD is
+            // made non-blocking anyway.
+            flags |= OFlags::NONBLOCK;
+        }
         let fd = reopen(self.shared.proc_fd.as_fd(), self.fd.as_fd(), flags)?;
         let donate = match self.ftype {
             // Donation of a regular file only speeds the client up: give up

@@ -759,6 +759,18 @@ fn fifo_open_needs_the_option() {
     // O_RDWR does not wait for a peer.
     let open = p.imp.open(O_RDWR).unwrap();
     assert!(open.donate.is_some(), "FIFOs are always donated");
+    drop(open);
+
+    // Nor does O_RDONLY with no writer: a blocking open would park the
+    // connection's thread until one appeared (found by fuzzing).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(p.imp.open(O_RDONLY).map(|o| o.donate.is_some()));
+    });
+    let opened = rx
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("O_RDONLY open of a FIFO blocked");
+    assert_eq!(opened, Ok(true));
 }
 
 #[test]
