@@ -11,6 +11,7 @@
 //! (`scripts/test.sh` builds it); without it every test FAILS. Must run as
 //! root, like runsc's gofer.
 
+mod common;
 mod gofer;
 
 use std::collections::{BTreeMap, BTreeSet};

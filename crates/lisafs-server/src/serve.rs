@@ -62,8 +62,11 @@ pub(crate) fn send_reply(comm: &mut SockCommunicator, reply: &mut Reply) -> std:
 pub(crate) fn set_nonblocking(fds: &[OwnedFd]) {
     use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
     for fd in fds {
+        // Backends often open non-blocking already: skip the second syscall.
         if let Ok(flags) = fcntl_getfl(fd) {
-            let _ = fcntl_setfl(fd, flags | OFlags::NONBLOCK);
+            if !flags.contains(OFlags::NONBLOCK) {
+                let _ = fcntl_setfl(fd, flags | OFlags::NONBLOCK);
+            }
         }
     }
 }

@@ -103,45 +103,40 @@ impl FdId {
     pub const INVALID: FdId = FdId(0);
 }
 
-/// A user ID. [`Uid::NONE`] means "no UID / leave unchanged".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Uid(pub u32);
-newtype_wire!(Uid(u32));
+macro_rules! id_type {
+    ($(#[$meta:meta])* $name:ident, $sentinel:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name(pub u32);
+        newtype_wire!($name(u32));
 
-impl Uid {
-    /// gVisor's `NoUID` sentinel.
-    pub const NONE: Uid = Uid(u32::MAX);
-    /// Whether this is a real UID rather than the sentinel.
-    pub const fn is_some(self) -> bool {
-        self.0 != u32::MAX
-    }
+        impl $name {
+            #[doc = concat!("gVisor's `", $sentinel, "` sentinel.")]
+            pub const NONE: $name = $name(u32::MAX);
+            /// Whether this is a real ID rather than the sentinel.
+            pub const fn is_some(self) -> bool {
+                self.0 != u32::MAX
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name::NONE
+            }
+        }
+    };
 }
 
-impl Default for Uid {
-    fn default() -> Self {
-        Uid::NONE
-    }
-}
-
-/// A group ID. [`Gid::NONE`] means "no GID / leave unchanged".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Gid(pub u32);
-newtype_wire!(Gid(u32));
-
-impl Gid {
-    /// gVisor's `NoGID` sentinel.
-    pub const NONE: Gid = Gid(u32::MAX);
-    /// Whether this is a real GID rather than the sentinel.
-    pub const fn is_some(self) -> bool {
-        self.0 != u32::MAX
-    }
-}
-
-impl Default for Gid {
-    fn default() -> Self {
-        Gid::NONE
-    }
-}
+id_type!(
+    /// A user ID. [`Uid::NONE`] means "no UID / leave unchanged".
+    Uid,
+    "NoUID"
+);
+id_type!(
+    /// A group ID. [`Gid::NONE`] means "no GID / leave unchanged".
+    Gid,
+    "NoGID"
+);
 
 /// Outcome of a Walk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -49,36 +49,33 @@ fn random_payload(rng: &mut Rng, out: &mut Vec<u8>) {
     }
 }
 
+/// Whatever decodes re-encodes to a canonical form that decodes exactly,
+/// to an equal value, from the same number of input bytes.
+macro_rules! check {
+    ($ty:ident, $mid:expr, $input:expr) => {{
+        let (mid, input): (Mid, &[u8]) = ($mid, $input);
+        if let Ok(msg) = $ty::decode(mid, input) {
+            assert_eq!(msg.mid(), mid);
+            let mut enc = Vec::new();
+            msg.encode_to_vec(&mut enc)
+                .expect("a decoded message re-encodes");
+            assert_eq!(enc.len(), msg.encoded_len());
+            assert!(enc.len() <= input.len() || input.is_empty() && enc.is_empty());
+            let again = $ty::decode_exact(mid, &enc).expect("canonical form decodes exactly");
+            assert_eq!(again, msg);
+            let prefix = $ty::decode_exact(mid, &input[..enc.len()])
+                .expect("same input prefix decodes exactly");
+            assert_eq!(prefix, msg);
+        }
+    }};
+}
+
 fn check_request(mid: Mid, input: &[u8]) {
-    if let Ok(msg) = Request::decode(mid, input) {
-        assert_eq!(msg.mid(), mid);
-        let mut enc = Vec::new();
-        msg.encode_to_vec(&mut enc)
-            .expect("a decoded message re-encodes");
-        assert_eq!(enc.len(), msg.encoded_len());
-        assert!(enc.len() <= input.len() || input.is_empty() && enc.is_empty());
-        let again = Request::decode_exact(mid, &enc).expect("canonical form decodes exactly");
-        assert_eq!(again, msg);
-        let prefix = Request::decode_exact(mid, &input[..enc.len()])
-            .expect("same input prefix decodes exactly");
-        assert_eq!(prefix, msg);
-    }
+    check!(Request, mid, input)
 }
 
 fn check_response(mid: Mid, input: &[u8]) {
-    if let Ok(msg) = Response::decode(mid, input) {
-        assert_eq!(msg.mid(), mid);
-        let mut enc = Vec::new();
-        msg.encode_to_vec(&mut enc)
-            .expect("a decoded message re-encodes");
-        assert_eq!(enc.len(), msg.encoded_len());
-        assert!(enc.len() <= input.len() || input.is_empty() && enc.is_empty());
-        let again = Response::decode_exact(mid, &enc).expect("canonical form decodes exactly");
-        assert_eq!(again, msg);
-        let prefix = Response::decode_exact(mid, &input[..enc.len()])
-            .expect("same input prefix decodes exactly");
-        assert_eq!(prefix, msg);
-    }
+    check!(Response, mid, input)
 }
 
 #[test]

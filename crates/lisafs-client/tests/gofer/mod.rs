@@ -15,7 +15,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -49,21 +48,7 @@ pub const XATTR_REPLACE: u32 = 2;
 pub const NO_UID: Uid = Uid::NONE;
 pub const NO_GID: Gid = Gid::NONE;
 
-/// Asserts that `$e` failed with `Error::Errno($errno)`.
-#[macro_export]
-macro_rules! assert_errno {
-    ($e:expr, $errno:expr) => {
-        match $e {
-            Err(lisafs_client::Error::Errno(n)) if n == $errno => {}
-            other => panic!(
-                "{}: expected errno {} from gVisor's server, got {:?}",
-                stringify!($e),
-                $errno,
-                other.map(|_| ())
-            ),
-        }
-    };
-}
+// `assert_errno!` comes from `common`.
 
 /// Env var naming the gvisor-gofer binary (set by scripts/test.sh).
 pub const BIN_ENV: &str = "LISAFS_GVISOR_GOFER";
@@ -101,35 +86,9 @@ pub fn require_root() {
     );
 }
 
-/// A scratch directory `<tmp>/lisafs-gvisor-<pid>-<n>-<tag>`; its `root/`
-/// is what the gofer serves. Removed on drop.
-pub struct Scratch {
-    pub base: PathBuf,
-    pub root: PathBuf,
-}
-
-impl Scratch {
-    pub fn new(tag: &str) -> Scratch {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let base =
-            std::env::temp_dir().join(format!("lisafs-gvisor-{}-{n}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        let root = base.join("root");
-        std::fs::create_dir_all(&root).expect("create scratch root");
-        Scratch { base, root }
-    }
-
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.base);
-    }
-}
+/// The scratch tree is the in-process tests' one: its `root/` is what the
+/// gofer serves.
+pub use super::common::Scratch;
 
 /// Serializes "clear CLOEXEC on the server end, spawn, close the parent's
 /// copy": while a server end is inheritable, no other test thread of this
