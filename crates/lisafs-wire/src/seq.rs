@@ -160,7 +160,13 @@ impl<'a, T: Wire<'a> + Copy> Wire<'a> for Seq<'a, T> {
         match self {
             Seq::Encoded { count, bytes } => {
                 w.u16(*count)?;
-                w.put(bytes)
+                if T::HAS_PADDING {
+                    // Re-encode item by item so the peer's padding bytes
+                    // become zeros, as for the same item decoded alone.
+                    self.iter().try_for_each(|item| item.encode(w))
+                } else {
+                    w.put(bytes)
+                }
             }
             Seq::Items(items) => {
                 let count = u16::try_from(items.len())

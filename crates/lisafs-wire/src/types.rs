@@ -220,6 +220,7 @@ pub struct Pad16;
 impl<'a> Wire<'a> for Pad16 {
     const MIN_LEN: usize = 2;
     const FIXED_LEN: Option<usize> = Some(2);
+    const HAS_PADDING: bool = true;
     fn encoded_len(&self) -> usize {
         2
     }

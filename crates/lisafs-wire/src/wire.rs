@@ -15,6 +15,11 @@ pub trait Wire<'a>: Sized {
     const MIN_LEN: usize;
     /// `Some(n)` when every value encodes to exactly `n` bytes.
     const FIXED_LEN: Option<usize>;
+    /// Whether the encoding holds padding, which decoding skips and
+    /// encoding writes as zeros. A decoded array of such items cannot be
+    /// re-encoded by copying its wire bytes: that would echo the peer's
+    /// padding instead of writing the canonical zeros.
+    const HAS_PADDING: bool = false;
     /// Exact encoded size of this value.
     fn encoded_len(&self) -> usize;
     /// Writes the encoding. Fails only on a short buffer or an unencodable
@@ -125,6 +130,8 @@ macro_rules! wire_struct {
                 &[$( <$ty as $crate::wire::Wire<'a>>::FIXED_LEN ),*],
                 0 $( + $pad )?,
             );
+            const HAS_PADDING: bool =
+                false $( || <$ty as $crate::wire::Wire<'a>>::HAS_PADDING )* $( || $pad > 0 )?;
             #[inline]
             fn encoded_len(&self) -> usize {
                 match <Self as $crate::wire::Wire<'a>>::FIXED_LEN {

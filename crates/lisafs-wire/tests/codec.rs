@@ -397,3 +397,43 @@ fn headers() {
     assert_eq!(c.to_bytes(), [12, 0, 2, 0]);
     assert_eq!(ChannelHeader::from_bytes(&[12, 0, 2, 7]), c);
 }
+
+#[test]
+fn decoded_arrays_re_encode_padding_as_zeros() {
+    // A peer may put anything in padding; relaying a decoded array must
+    // write the canonical zeros, as encoding the same items does.
+    let items = [statx(1), statx(2)];
+    let canonical = WalkStatResp {
+        stats: Seq::from_items(&items),
+    };
+    let mut clean = Vec::new();
+    canonical.encode_to_vec(&mut clean).expect("encode");
+    let mut dirty = clean.clone();
+    let (first, second) = (2, 2 + 144);
+    for item in [first, second] {
+        // pad_mode sits at offset 30, then each timestamp's 4 pad bytes.
+        dirty[item + 30] = 0xaa;
+        dirty[item + 31] = 0x55;
+        for ts in [64, 80, 96, 112] {
+            dirty[item + ts + 12..item + ts + 16].copy_from_slice(&[1, 2, 3, 4]);
+        }
+    }
+    let decoded = WalkStatResp::decode_payload_exact(&dirty).expect("padding is ignored");
+    assert_eq!(decoded, canonical);
+    let mut again = Vec::new();
+    decoded.encode_to_vec(&mut again).expect("re-encode");
+    assert_eq!(again, clean, "padding must re-encode as zeros");
+
+    // Arrays without padding still copy their bytes verbatim.
+    let names: [&[u8]; 2] = [b"a", b"bc"];
+    let walk = WalkReq {
+        dir_fd: FdId(7),
+        path: Seq::from_items(&names),
+    };
+    let mut w1 = Vec::new();
+    walk.encode_to_vec(&mut w1).expect("encode");
+    let back = WalkReq::decode_payload_exact(&w1).expect("decode");
+    let mut w2 = Vec::new();
+    back.encode_to_vec(&mut w2).expect("re-encode");
+    assert_eq!(w1, w2);
+}
