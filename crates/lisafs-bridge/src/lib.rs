@@ -203,7 +203,9 @@ pub type Conv<T> = Result<T, String>;
 /// What a call produced, as the other side represents it. The bridge reads
 /// only what the operation needs, so a field it does not need may be
 /// malformed; `None` means absent. Handles and host FDs named here pass to
-/// the server.
+/// the server. Every method is called on the thread that called
+/// [`Bridge::complete`], at most once per reply, while no bridge lock is
+/// held.
 pub trait Reply {
     /// A new control FD's handle (or the open FD's, for `open`).
     fn handle(&self) -> Option<u32>;
@@ -214,16 +216,23 @@ pub trait Reply {
     /// A host FD whose ownership passes to the server (`connect`,
     /// `bindAt`, `accept`); any value is checked before it is adopted.
     fn fd(&self) -> Option<RawFd>;
+    /// The new file's stat (walk, create...) or the file's (stat, fstat).
     fn stat(&self) -> Option<Conv<w::Statx>>;
+    /// WalkStat's stats, one per component walked.
     fn stats(&self) -> Option<Conv<Vec<w::Statx>>>;
     fn stat_fs(&self) -> Option<Conv<w::StatFs>>;
+    /// Bytes read, the link target, an xattr value, or accept's peer
+    /// address.
     fn data(&self) -> Option<Vec<u8>>;
     /// Bytes written (a JavaScript number: checked to be a whole,
     /// non-negative value).
     fn count(&self) -> Option<f64>;
     fn dirents(&self) -> Option<Conv<Vec<Dirent>>>;
+    /// ListXattr's names.
     fn names(&self) -> Option<Vec<Vec<u8>>>;
+    /// SetStat: the mask bits that were not applied (absent: 0)...
     fn failure_mask(&self) -> Option<u32>;
+    /// ...and why (absent or 0: no error).
     fn failure_errno(&self) -> Option<u32>;
 }
 
@@ -238,6 +247,7 @@ pub struct PlainReply {
     pub stats: Option<Vec<w::Statx>>,
     pub stat_fs: Option<w::StatFs>,
     pub data: Option<Vec<u8>>,
+    /// Passed on as an `f64` (exact up to 2^53, far above any write).
     pub count: Option<u64>,
     pub dirents: Option<Vec<Dirent>>,
     pub names: Option<Vec<Vec<u8>>>,
