@@ -260,6 +260,8 @@ pub struct BackendBridgeStats {
     pub dropped_events: f64,
     /// Bytes written through PWrite and charged to the quota.
     pub bytes_written: f64,
+    /// Requests served over flipcall channels since the server started.
+    pub channel_requests: f64,
 }
 
 // ---------------------------------------------------------------------------
@@ -2313,6 +2315,7 @@ impl NativeBackendServer {
                 .audit
                 .as_ref()
                 .map_or(0.0, |a| a.written.load(Ordering::Relaxed) as f64),
+            channel_requests: self.service.channel_requests() as f64,
         }
     }
 
