@@ -2,8 +2,8 @@
 // node-serve: the Node.js twin of `lisafs-serve --fd N`, for the Go interop
 // harness (server_harness_test.go, LISAFS_INTEROP_BACKEND=memory|policy-host).
 //
-//   node interop/node-serve.mjs --backend memory|policy-host --root DIR --fd N
-//        [--readonly] [--host-uds] [--view M]
+//   node interop/node-serve.mjs --backend memory|policy-host|host --root DIR
+//        (--fd N | --socket PATH) [--readonly] [--host-uds] [--view M] [--seed DIR]
 //
 // It serves the one connection on the inherited socket N with the package's
 // BackendServer (the built dist/, so run `npm run build` first) and, when the
@@ -27,10 +27,16 @@
 //                rule), denies everything under /policy-denied (EACCES) and
 //                makes /policy-ro read-only (EROFS), with an observer
 //                counting every operation.
+//   host         a plain HostBackend of --root (no policy, no observer).
+//
+// With --socket PATH (for the benchmarks, bench/README.md) it listens on
+// PATH instead, prints `listening PATH` once ready, serves every connection
+// and exits 0 on SIGTERM or SIGINT; --seed DIR then copies DIR's tree
+// (directories, regular files, symlinks) into a memory backend first.
 //
 // This is a test peer, not a product entry point, so it lives next to the Go
 // harness rather than in the CLI.
-import { readdirSync, writeSync } from 'node:fs'
+import { readdirSync, readFileSync, readlinkSync, statSync, writeSync } from 'node:fs'
 import net from 'node:net'
 import { createInterface } from 'node:readline'
 
@@ -38,12 +44,12 @@ import { BackendServer, FileType, formatEvent, HostBackend, MemoryBackend, Polic
 
 function usage(msg) {
   process.stderr.write(`node-serve: ${msg}\n`)
-  process.stderr.write('usage: node-serve.mjs --backend memory|policy-host --root DIR --fd N [--readonly] [--host-uds] [--view M]\n')
+  process.stderr.write('usage: node-serve.mjs --backend memory|policy-host|host --root DIR (--fd N | --socket PATH) [--readonly] [--host-uds] [--view M] [--seed DIR]\n')
   process.exit(2)
 }
 
 function parseArgs(argv) {
-  const a = { backend: '', root: '', fd: -1, view: -1, readonly: false, hostUds: false }
+  const a = { backend: '', root: '', fd: -1, socket: '', seed: '', view: -1, readonly: false, hostUds: false }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     const next = () => {
@@ -65,6 +71,12 @@ function parseArgs(argv) {
       case '--fd':
         a.fd = int(next())
         break
+      case '--socket':
+        a.socket = next()
+        break
+      case '--seed':
+        a.seed = next()
+        break
       case '--view':
         a.view = int(next())
         break
@@ -78,9 +90,9 @@ function parseArgs(argv) {
         usage(`unknown argument ${arg}`)
     }
   }
-  if (a.backend !== 'memory' && a.backend !== 'policy-host') usage('--backend must be memory or policy-host')
+  if (!['memory', 'policy-host', 'host'].includes(a.backend)) usage('--backend must be memory, policy-host or host')
   if (a.root === '') usage('--root is required')
-  if (a.fd < 0) usage('--fd is required')
+  if ((a.fd >= 0) === (a.socket !== '')) usage('exactly one of --fd and --socket is required')
   return a
 }
 
@@ -103,6 +115,9 @@ const options = { readonly: args.readonly }
 if (args.backend === 'memory') {
   memory = new MemoryBackend()
   backend = memory
+  if (args.seed !== '') seed(memory, args.seed, '')
+} else if (args.backend === 'host') {
+  backend = new HostBackend({ root: args.root, hostUds: args.hostUds })
 } else {
   backend = new HostBackend({ root: args.root, hostUds: args.hostUds })
   options.policy = new Policy({
@@ -141,26 +156,46 @@ if (args.view >= 0) {
   view = serveView(memory, args.view)
 }
 
-// Touch stdout first: its handle is created lazily and must not count as a
-// leak between the two counts.
-void process.stdout
-const before = openFdCount()
-try {
-  server.attach(args.fd)
-} catch (err) {
-  process.stderr.write(`node-serve: ${err.message}\n`)
-  process.exit(1)
+if (args.socket !== '') {
+  try {
+    server.listen(args.socket)
+  } catch (err) {
+    process.stderr.write(`node-serve: cannot listen on ${args.socket}: ${err.message}\n`)
+    process.exit(1)
+  }
+  const stop = () => {
+    server.close().then(() => process.exit(0))
+  }
+  process.once('SIGTERM', stop)
+  process.once('SIGINT', stop)
+  writeSync(1, `listening ${args.socket}\n`)
+} else {
+  serveOne()
 }
 
-// BackendServer has no per-connection event; the connection counter drops
-// to 0 when the peer has hung up and the connection's FDs are destroyed.
-const poll = setInterval(() => {
-  if (server.stats().connections !== 0) return
-  clearInterval(poll)
-  void finish()
-}, 5)
+/** Serves the one connection on --fd and reports when it ends. */
+function serveOne() {
+  // Touch stdout first: its handle is created lazily and must not count as a
+  // leak between the two counts.
+  void process.stdout
+  const before = openFdCount()
+  try {
+    server.attach(args.fd)
+  } catch (err) {
+    process.stderr.write(`node-serve: ${err.message}\n`)
+    process.exit(1)
+  }
 
-async function finish() {
+  // BackendServer has no per-connection event; the connection counter drops
+  // to 0 when the peer has hung up and the connection's FDs are destroyed.
+  const poll = setInterval(() => {
+    if (server.stats().connections !== 0) return
+    clearInterval(poll)
+    void finish(before)
+  }, 5)
+}
+
+async function finish(before) {
   // The releases of the connection's backend objects are queued to this
   // thread before the counter drops; give the queued drain a chance to run.
   // The bound only matters when something leaked (the report then shows it).
@@ -195,6 +230,22 @@ async function finish() {
   writeSync(1, `${JSON.stringify(report)}\n`)
   view?.destroy()
   process.exit(0)
+}
+
+/** Copies the host tree at `dir` into `fs` under `path` (for the benchmarks). */
+function seed(fs, dir, path) {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const host = `${dir}/${e.name}`
+    const p = `${path}/${e.name}`
+    if (e.isDirectory()) {
+      fs.mkdir(p, statSync(host).mode)
+      seed(fs, host, p)
+    } else if (e.isFile()) {
+      fs.writeFile(p, readFileSync(host), statSync(host).mode)
+    } else if (e.isSymbolicLink()) {
+      fs.symlink(readlinkSync(host), p)
+    }
+  }
 }
 
 // ---- the memory backend's out-of-band view ----
