@@ -1070,8 +1070,8 @@ func midReadLinkAt(t *testing.T) {
 // ---- MID 21: Connect ----
 
 func midConnect(t *testing.T) {
-	skipOnMemory(t, "it has no host Unix sockets (BindAt and Connect answer ENOSYS)")
 	t.Run("ok/connect-to-Go-listener", func(t *testing.T) {
+		skipOnMemory(t, "it has no host Unix sockets")
 		e := startServer(t, serverOpts{hostUDS: true})
 		l := listenUnix(t, e.path("gsock"))
 		s := e.walk("gsock")
@@ -1087,6 +1087,7 @@ func midConnect(t *testing.T) {
 		exchangeBytes(t, hostFD, conn)
 	})
 	t.Run("err/ECONNREFUSED-no-listener", func(t *testing.T) {
+		skipOnMemory(t, "it has no host Unix sockets")
 		e := startServer(t, serverOpts{hostUDS: true})
 		l := listenUnix(t, e.path("stale"))
 		l.SetUnlinkOnClose(false)
@@ -1105,6 +1106,7 @@ func midConnect(t *testing.T) {
 		wantErrno(t, "Connect(regular file)", err, unix.ENOTSOCK)
 	})
 	t.Run("err/ENXIO-bad-socket-type", func(t *testing.T) {
+		skipOnMemory(t, "it has no host Unix sockets")
 		e := startServer(t, serverOpts{hostUDS: true})
 		listenUnix(t, e.path("gsock"))
 		s := e.walk("gsock")
@@ -1118,6 +1120,7 @@ func midConnect(t *testing.T) {
 		wantErrno(t, "Connect(unknown FDID)", err, unix.EBADF)
 	})
 	t.Run("err/EPERM-host-uds-disabled", func(t *testing.T) {
+		skipOnMemory(t, "it has no host Unix sockets")
 		e := startServer(t, serverOpts{})
 		listenUnix(t, e.path("gsock"))
 		s := e.walk("gsock")
@@ -1394,8 +1397,8 @@ func midFRemoveXattr(t *testing.T) {
 // ---- MID 29: BindAt ----
 
 func midBindAt(t *testing.T) {
-	skipOnMemory(t, "it has no host Unix sockets (BindAt and Connect answer ENOSYS)")
 	t.Run("ok/bind", func(t *testing.T) {
+		skipOnMemory(t, "it has no host Unix sockets")
 		e := startServer(t, serverOpts{hostUDS: true})
 		ino, bsock, err := e.root.BindAt(e.ctx, linux.SOCK_STREAM, "bsock", 0o777, 1234, 5678)
 		mustOK(t, "BindAt", err)
@@ -1411,6 +1414,7 @@ func midBindAt(t *testing.T) {
 		}
 	})
 	t.Run("err/EADDRINUSE-existing-name", func(t *testing.T) {
+		skipOnMemory(t, "a MemoryBackend has no bindAt (ENOSYS); these errors are the host backend's")
 		e := startServer(t, serverOpts{hostUDS: true})
 		e.writeHost("f", "x")
 		_, _, err := e.root.BindAt(e.ctx, linux.SOCK_STREAM, "f", 0o777, 0, 0)
@@ -1425,6 +1429,7 @@ func midBindAt(t *testing.T) {
 		wantErrno(t, "BindAt(a/b)", err, unix.EINVAL)
 	})
 	t.Run("err/ENXIO-bad-socket-type", func(t *testing.T) {
+		skipOnMemory(t, "a MemoryBackend has no bindAt (ENOSYS); these errors are the host backend's")
 		e := startServer(t, serverOpts{hostUDS: true})
 		_, _, err := e.root.BindAt(e.ctx, linux.SOCK_RAW, "raw", 0o777, 0, 0)
 		wantErrno(t, "BindAt(SOCK_RAW)", err, unix.ENXIO)
@@ -1439,6 +1444,7 @@ func midBindAt(t *testing.T) {
 		wantErrno(t, "BindAt in a file", err, unix.ENOTDIR)
 	})
 	t.Run("err/EPERM-host-uds-disabled", func(t *testing.T) {
+		skipOnMemory(t, "a MemoryBackend has no bindAt (ENOSYS); these errors are the host backend's")
 		e := startServer(t, serverOpts{})
 		_, _, err := e.root.BindAt(e.ctx, linux.SOCK_STREAM, "s", 0o777, 0, 0)
 		wantErrno(t, "BindAt without --host-uds", err, unix.EPERM)
@@ -1515,8 +1521,8 @@ func midAccept(t *testing.T) {
 // ---- MID 32: ConnectWithCreds ----
 
 func midConnectWithCreds(t *testing.T) {
-	skipOnMemory(t, "it has no host Unix sockets (BindAt and Connect answer ENOSYS)")
 	t.Run("ok/as-root", func(t *testing.T) {
+		skipOnMemory(t, "it has no host Unix sockets")
 		e := startServer(t, serverOpts{hostUDS: true})
 		l := listenUnix(t, e.path("gsock"))
 		s := e.walk("gsock")
@@ -1532,6 +1538,7 @@ func midConnectWithCreds(t *testing.T) {
 		exchangeBytes(t, hostFD, conn)
 	})
 	t.Run("ok/as-nobody-peer-creds", func(t *testing.T) {
+		skipOnMemory(t, "it has no host Unix sockets")
 		e := startServer(t, serverOpts{hostUDS: true})
 		openUpForOthers(t, e.dir)
 		l := listenUnix(t, e.path("gsock"))
@@ -1559,6 +1566,7 @@ func midConnectWithCreds(t *testing.T) {
 		acceptUnix(t, l)
 	})
 	t.Run("err/EACCES-as-nobody-on-root-only-socket", func(t *testing.T) {
+		skipOnMemory(t, "it has no host Unix sockets")
 		e := startServer(t, serverOpts{hostUDS: true})
 		openUpForOthers(t, e.dir)
 		listenUnix(t, e.path("gsock"))
@@ -1579,6 +1587,7 @@ func midConnectWithCreds(t *testing.T) {
 		wantErrno(t, "ConnectWithCreds(regular file)", err, unix.ENOTSOCK)
 	})
 	t.Run("err/EPERM-host-uds-disabled", func(t *testing.T) {
+		skipOnMemory(t, "it has no host Unix sockets")
 		e := startServer(t, serverOpts{})
 		listenUnix(t, e.path("gsock"))
 		s := e.walk("gsock")
