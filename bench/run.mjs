@@ -350,6 +350,7 @@ function aggregate(results) {
 
   const be = by('backends')
   const beRtt = by('backends-rtt')
+  const beHop = by('backends-hop')
   if (be.length > 0 || beRtt.length > 0) {
     const kinds = ['rust-host', 'node-host', 'node-policy', 'node-memory']
     const cells = []
@@ -370,11 +371,18 @@ function aggregate(results) {
       const h = beRtt.find((r) => r.transport === tr && r.server === 'node-host')?.p50
       return m !== undefined && h !== undefined ? `${fmtUs(m - h)} us (${tr})` : undefined
     }).filter(Boolean)
+    const inServer = [...new Set(beHop.map((r) => r.transport))].map((tr) => {
+      const ops = ['stat', 'read']
+        .map((op) => beHop.find((r) => r.transport === tr && r.op === op))
+        .filter(Boolean)
+        .map((r) => `${r.op} p50 ${fmtUs(r.p50)} / p90 ${fmtUs(r.p90)} us`)
+      return `${tr}: ${ops.join(', ')}`
+    })
     sections.push({
       title: "Backends: gVisor's Go client, one connection, against the host backend in lisafs-serve and against servers on the Node package (ops/s, higher is better)",
       headers: ['workload', 'transport', 'rust-host', 'node-host', 'node-policy', 'node-memory', 'node-host/rust', 'node-policy/rust', 'node-memory/rust'],
       cells,
-      note: `rust-host: lisafs-serve. node-host: a HostBackend served by BackendServer in Node (the same Rust code; no JavaScript per operation). node-policy: the same under a Policy with an observer (events batched to JavaScript). node-memory: a MemoryBackend seeded with the same tree (every operation is one call into JavaScript). The FStat rows are microseconds per call; the JavaScript hop (node-memory minus node-host FStat p50): ${hop.join(', ') || '-'}.`,
+      note: `rust-host: lisafs-serve. node-host: a HostBackend served by BackendServer in Node (the same Rust code; no JavaScript per operation). node-policy: the same under a Policy with an observer (events batched to JavaScript). node-memory: a MemoryBackend seeded with the same tree (every operation is one call into JavaScript). The FStat rows are microseconds per call; the JavaScript hop (node-memory minus node-host FStat p50): ${hop.join(', ') || '-'}; measured in the server (how long the server thread waits on the bridge for a MemoryBackend call): ${inServer.join('; ') || '-'}.`,
     })
   }
 

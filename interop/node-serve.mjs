@@ -4,6 +4,7 @@
 //
 //   node interop/node-serve.mjs --backend memory|policy-host|host --root DIR
 //        (--fd N | --socket PATH) [--readonly] [--host-uds] [--view M] [--seed DIR]
+//        [--hop-report FILE]
 //
 // It serves the one connection on the inherited socket N with the package's
 // BackendServer (the built dist/, so run `npm run build` first) and, when the
@@ -32,11 +33,15 @@
 // With --socket PATH (for the benchmarks, bench/README.md) it listens on
 // PATH instead, prints `listening PATH` once ready, serves every connection
 // and exits 0 on SIGTERM or SIGINT; --seed DIR then copies DIR's tree
-// (directories, regular files, symlinks) into a memory backend first.
+// (directories, regular files, symlinks) into a memory backend first, and
+// --hop-report FILE (memory backend) observes every operation and, at exit,
+// writes to FILE per operation the time the server thread waited on the
+// JavaScript bridge (the observer's durationNs: queueing the call to Node's
+// thread, the dispatcher, the backend method, and the result back).
 //
 // This is a test peer, not a product entry point, so it lives next to the Go
 // harness rather than in the CLI.
-import { readdirSync, readFileSync, readlinkSync, statSync, writeSync } from 'node:fs'
+import { readdirSync, readFileSync, readlinkSync, statSync, writeFileSync, writeSync } from 'node:fs'
 import net from 'node:net'
 import { createInterface } from 'node:readline'
 
@@ -44,12 +49,12 @@ import { BackendServer, FileType, formatEvent, HostBackend, MemoryBackend, Polic
 
 function usage(msg) {
   process.stderr.write(`node-serve: ${msg}\n`)
-  process.stderr.write('usage: node-serve.mjs --backend memory|policy-host|host --root DIR (--fd N | --socket PATH) [--readonly] [--host-uds] [--view M] [--seed DIR]\n')
+  process.stderr.write('usage: node-serve.mjs --backend memory|policy-host|host --root DIR (--fd N | --socket PATH) [--readonly] [--host-uds] [--view M] [--seed DIR] [--hop-report FILE]\n')
   process.exit(2)
 }
 
 function parseArgs(argv) {
-  const a = { backend: '', root: '', fd: -1, socket: '', seed: '', view: -1, readonly: false, hostUds: false }
+  const a = { backend: '', root: '', fd: -1, socket: '', seed: '', hopReport: '', view: -1, readonly: false, hostUds: false }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     const next = () => {
@@ -76,6 +81,9 @@ function parseArgs(argv) {
         break
       case '--seed':
         a.seed = next()
+        break
+      case '--hop-report':
+        a.hopReport = next()
         break
       case '--view':
         a.view = int(next())
@@ -116,6 +124,7 @@ if (args.backend === 'memory') {
   memory = new MemoryBackend()
   backend = memory
   if (args.seed !== '') seed(memory, args.seed, '')
+  if (args.hopReport !== '') options.onOperation = hopObserver()
 } else if (args.backend === 'host') {
   backend = new HostBackend({ root: args.root, hostUds: args.hostUds })
 } else {
@@ -164,7 +173,10 @@ if (args.socket !== '') {
     process.exit(1)
   }
   const stop = () => {
-    server.close().then(() => process.exit(0))
+    server.close().then(() => {
+      if (args.hopReport !== '') writeFileSync(args.hopReport, `${JSON.stringify(hopSummary())}\n`)
+      process.exit(0)
+    })
   }
   process.once('SIGTERM', stop)
   process.once('SIGINT', stop)
@@ -230,6 +242,28 @@ async function finish(before) {
   writeSync(1, `${JSON.stringify(report)}\n`)
   view?.destroy()
   process.exit(0)
+}
+
+const hopTimes = new Map()
+
+/** An observer keeping every operation's durationNs, by operation. */
+function hopObserver() {
+  return (ev) => {
+    let xs = hopTimes.get(ev.op)
+    if (xs === undefined) hopTimes.set(ev.op, (xs = []))
+    xs.push(ev.durationNs)
+  }
+}
+
+/** Count, mean and percentiles (ns) of the durations per operation. */
+function hopSummary() {
+  const out = {}
+  for (const [op, xs] of hopTimes) {
+    xs.sort((a, b) => a - b)
+    const at = (q) => xs[Math.min(xs.length - 1, Math.floor(xs.length * q))]
+    out[op] = { n: xs.length, meanNs: xs.reduce((a, b) => a + b, 0) / xs.length, p50Ns: at(0.5), p90Ns: at(0.9), p99Ns: at(0.99) }
+  }
+  return out
 }
 
 /** Copies the host tree at `dir` into `fs` under `path` (for the benchmarks). */

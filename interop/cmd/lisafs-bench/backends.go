@@ -8,7 +8,9 @@ package main
 // JavaScript backend pays on every operation.
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"time"
 
@@ -117,6 +119,79 @@ func runBackends(o *options, root, sockBase string) error {
 				return fmt.Errorf("%s, %s: %w", w.name, tr, err)
 			}
 		}
+	}
+	for _, tr := range o.transports {
+		if err := backendHop(o, root, sockBase, tr); err != nil {
+			return fmt.Errorf("hop, %s: %w", tr, err)
+		}
+	}
+	return nil
+}
+
+// backendHop measures the JavaScript hop from inside the server: a
+// MemoryBackend server with --hop-report records, per operation, how long
+// the server thread waited on the bridge (its observer's durationNs), while
+// one connection runs FStat on the root and then pread_4k for a round
+// each. The records are emitted as they are (part "backends-hop").
+func backendHop(o *options, root, sockBase, tr string) error {
+	progress("backends: the JavaScript hop, measured in the server, %s", tr)
+	report := sockBase + "-hop-" + tr + ".json"
+	_ = os.Remove(report)
+	sock := sockBase + "-hop"
+	s, err := startCmd(backendNodeMemory, sock, exec.Command(o.node, o.nodeServe, "--backend", "memory", "--root", root, "--seed", root, "--socket", sock, "--hop-report", report))
+	if err != nil {
+		return err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			s.stop()
+		}
+	}()
+	c, err := dial(s, tr == "channel")
+	if err != nil {
+		return err
+	}
+	var st lisafs.Statx
+	if _, err := measure([]func() error{func() error { return c.root.StatTo(ctx, &st) }}, o.rttRound, 1); err != nil {
+		c.close()
+		return err
+	}
+	op, cleanup, err := pread4k.prepare(c, "", 0)
+	if err != nil {
+		c.close()
+		return err
+	}
+	_, err = measure([]func() error{op}, o.round, 1)
+	cleanup()
+	c.close()
+	if err != nil {
+		return err
+	}
+	s.stop()
+	stopped = true
+	b, err := os.ReadFile(report)
+	if err != nil {
+		return fmt.Errorf("no hop report from node-serve (%w): %s", err, s.stderr.String())
+	}
+	_ = os.Remove(report)
+	var ops map[string]map[string]float64
+	if err := json.Unmarshal(b, &ops); err != nil {
+		return fmt.Errorf("hop report %q: %w", b, err)
+	}
+	for name, v := range ops {
+		emit(map[string]any{
+			"part":      "backends-hop",
+			"server":    backendNodeMemory,
+			"transport": tr,
+			"op":        name,
+			"unit":      "ns",
+			"n":         v["n"],
+			"mean":      v["meanNs"],
+			"p50":       v["p50Ns"],
+			"p90":       v["p90Ns"],
+			"p99":       v["p99Ns"],
+		})
 	}
 	return nil
 }
