@@ -105,8 +105,8 @@ function parseArgs(argv) {
 }
 
 /** Paths the policy of the policy-host backend protects (from the mount point). */
-export const POLICY_DENIED = '/policy-denied'
-export const POLICY_READ_ONLY = '/policy-ro'
+const POLICY_DENIED = '/policy-denied'
+const POLICY_READ_ONLY = '/policy-ro'
 
 function openFdCount() {
   return readdirSync('/proc/self/fd').length
@@ -222,6 +222,8 @@ async function finish(before) {
   // Closing drains what is still queued for JavaScript (observer events).
   await server.close()
   const report = {
+    // BackendServer does not say how a connection ended (lisafs-serve tells
+    // a clean EOF from a truncated frame or an I/O error); it did end.
     end: 'closed',
     connections: s.connections,
     controlFds: s.controlFds,
