@@ -189,6 +189,8 @@ export interface BackendBridgeStats {
   droppedEvents: number
   /** Bytes written through PWrite and charged to the quota. */
   bytesWritten: number
+  /** Requests served over flipcall channels since the server started. */
+  channelRequests: number
 }
 
 /**

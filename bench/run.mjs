@@ -3,7 +3,7 @@
 // bench/RESULTS.md. See bench/README.md. Not a test: nothing here asserts.
 //
 // Environment (all optional):
-//   BENCH_PARTS         rpc,rtt,floor,mem,node,rustrtt (default: all)
+//   BENCH_PARTS         rpc,rtt,floor,mem,node,rustrtt,backends (default: all)
 //   BENCH_ROUNDS        rounds per measurement, median reported (default 5)
 //   BENCH_ROUND_MS      one round of an RPC workload (default 600)
 //   BENCH_RTT_ROUND_MS  one round of the empty RPC (default 1000)
@@ -29,7 +29,8 @@ const bins = {
   rustRtt: join(repo, 'target', 'release', 'examples', 'rtt'),
 }
 const rustRttSource = join(repo, 'crates', 'lisafs-client', 'examples', 'rtt.rs')
-const ALL_PARTS = ['rpc', 'rtt', 'floor', 'mem', 'node', 'rustrtt']
+const ALL_PARTS = ['rpc', 'rtt', 'floor', 'mem', 'node', 'rustrtt', 'backends']
+const nodeServe = join(repo, 'interop', 'node-serve.mjs')
 
 const env = process.env
 const quick = env.BENCH_QUICK === '1'
@@ -45,6 +46,8 @@ const cfg = {
 }
 // Hard bounds on each part's wall time (the defaults take about 4 minutes).
 const GO_BUDGET_MS = 360_000
+// The backends part runs in the same Go driver and adds about 2 minutes.
+const BACKENDS_BUDGET_MS = 180_000
 const NODE_BUDGET_MS = 120_000
 const RUST_RTT_RUN_BUDGET_MS = 60_000
 
@@ -115,7 +118,7 @@ function build() {
   sh('go', ['build', '-o', bins.gofer, './cmd/gvisor-gofer'], { cwd: interop })
   sh('go', ['build', '-o', bins.driver, './cmd/lisafs-bench'], { cwd: interop })
   if (cfg.parts.has('rustrtt') && existsSync(rustRttSource)) sh('cargo', ['build', '--release', '-p', 'lisafs-client', '--example', 'rtt'])
-  const node = cfg.parts.has('node') ? buildNode() : 'not needed'
+  const node = cfg.parts.has('node') || cfg.parts.has('backends') ? buildNode() : 'not needed'
   log(`built in ${((Date.now() - t0) / 1000).toFixed(1)} s (node addon + dist: ${node})`)
   return node
 }
@@ -345,6 +348,44 @@ function aggregate(results) {
     if (o && f) targets.push({ target: `Node sequential stat <= ${TARGETS.nodeStatRatio}x fs.promises.stat latency`, measured: `${(o.median / f.median).toFixed(2)}x (${fmtNum(o.median, 1)} vs ${fmtNum(f.median, 1)} us)`, hit: o.median / f.median <= TARGETS.nodeStatRatio })
   }
 
+  const be = by('backends')
+  const beRtt = by('backends-rtt')
+  const beHop = by('backends-hop')
+  if (be.length > 0 || beRtt.length > 0) {
+    const kinds = ['rust-host', 'node-host', 'node-policy', 'node-memory']
+    const cells = []
+    for (const k of [...new Set(be.map((r) => `${r.workload}|${r.transport}`))]) {
+      const [workload, transport] = k.split('|')
+      const get = (server) => be.find((r) => r.workload === workload && r.transport === transport && r.server === server)?.median
+      const base = get('rust-host')
+      const vals = kinds.map(get)
+      cells.push([workload, transport, ...vals.map(fmtOps), ...vals.slice(1).map((v) => (v === undefined || !base ? '-' : fmtRatio(v / base)))])
+    }
+    for (const tr of [...new Set(beRtt.map((r) => r.transport))]) {
+      const get = (server) => beRtt.find((r) => r.transport === tr && r.server === server)?.p50
+      const vals = kinds.map(get)
+      cells.push([`FStat root p50 (us)`, tr, ...vals.map(fmtUs), ...vals.slice(1).map((v) => (v === undefined || !vals[0] ? '-' : fmtRatio(v / vals[0])))])
+    }
+    const hop = beRtt.map((r) => r.transport).filter((tr, i, a) => a.indexOf(tr) === i).map((tr) => {
+      const m = beRtt.find((r) => r.transport === tr && r.server === 'node-memory')?.p50
+      const h = beRtt.find((r) => r.transport === tr && r.server === 'node-host')?.p50
+      return m !== undefined && h !== undefined ? `${fmtUs(m - h)} us (${tr})` : undefined
+    }).filter(Boolean)
+    const inServer = [...new Set(beHop.map((r) => r.transport))].map((tr) => {
+      const ops = ['stat', 'read']
+        .map((op) => beHop.find((r) => r.transport === tr && r.op === op))
+        .filter(Boolean)
+        .map((r) => `${r.op} p50 ${fmtUs(r.p50)} / p90 ${fmtUs(r.p90)} us`)
+      return `${tr}: ${ops.join(', ')}`
+    })
+    sections.push({
+      title: "Backends: gVisor's Go client, one connection, against the host backend in lisafs-serve and against servers on the Node package (ops/s, higher is better)",
+      headers: ['workload', 'transport', 'rust-host', 'node-host', 'node-policy', 'node-memory', 'node-host/rust', 'node-policy/rust', 'node-memory/rust'],
+      cells,
+      note: `rust-host: lisafs-serve. node-host: a HostBackend served by BackendServer in Node (the same Rust code; no JavaScript per operation). node-policy: the same under a Policy with an observer (events batched to JavaScript). node-memory: a MemoryBackend seeded with the same tree (every operation is one call into JavaScript). The FStat rows are microseconds per call; the JavaScript hop (node-memory minus node-host FStat p50): ${hop.join(', ') || '-'}; measured in the server (how long the server thread waits on the bridge for a MemoryBackend call): ${inServer.join('; ') || '-'}.`,
+    })
+  }
+
   const rr = by('rustrtt')
   if (rr.length > 0) {
     sections.push({
@@ -412,14 +453,17 @@ async function main() {
   if (loadBefore[0] > cpus().length) log(`warning: load average ${loadBefore[0].toFixed(1)} on ${cpus().length} CPUs: other work is running, figures will be noisy`)
   const results = []
   const errors = []
-  const goParts = ['rpc', 'rtt', 'floor', 'mem'].filter((p) => cfg.parts.has(p))
+  const goParts = ['rpc', 'rtt', 'floor', 'mem', 'backends'].filter((p) => cfg.parts.has(p))
   if (goParts.length > 0) {
     try {
       results.push(
         ...(await collect(
           bins.driver,
-          ['--ours', bins.ours, '--gofer', bins.gofer, '--parts', goParts.join(','), '--rounds', String(cfg.rounds), '--round-ms', String(cfg.roundMs), '--rtt-round-ms', String(cfg.rttRoundMs), '--floor-round-ms', String(cfg.floorRoundMs), '--mem-fds', String(cfg.memFds)],
-          GO_BUDGET_MS,
+          [
+            ...['--ours', bins.ours, '--gofer', bins.gofer, '--parts', goParts.join(','), '--rounds', String(cfg.rounds), '--round-ms', String(cfg.roundMs), '--rtt-round-ms', String(cfg.rttRoundMs), '--floor-round-ms', String(cfg.floorRoundMs), '--mem-fds', String(cfg.memFds)],
+            ...['--node', process.execPath, '--node-serve', nodeServe],
+          ],
+          GO_BUDGET_MS + (cfg.parts.has('backends') ? BACKENDS_BUDGET_MS : 0),
         )),
       )
     } catch (err) {

@@ -32,6 +32,16 @@ const (
 	// serveBinDefault is the cargo debug build output, relative to interop/.
 	serveBinDefault = "../target/debug/lisafs-serve"
 
+	// backendEnv selects the server under test: "host" (lisafs-serve, the
+	// default), "memory" (a MemoryBackend served from Node) or
+	// "policy-host" (a HostBackend under a policy, served from Node); the
+	// Node ones run node-serve.mjs on the built dist/.
+	backendEnv = "LISAFS_INTEROP_BACKEND"
+	// nodeBinEnv overrides the node binary (default: node from PATH).
+	nodeBinEnv = "LISAFS_NODE_BIN"
+	// nodeServeScript is the Node server, relative to interop/.
+	nodeServeScript = "node-serve.mjs"
+
 	// serverTestBudget bounds one server's whole life inside a test. When it
 	// runs out the server is killed, which makes every client call blocked on
 	// the socket fail, so a misbehaving server can never hang the suite.
@@ -66,6 +76,39 @@ func (o serverOpts) args(root string) []string {
 	return args
 }
 
+// Backends LISAFS_INTEROP_BACKEND selects.
+const (
+	backendHost       = "host"
+	backendMemory     = "memory"
+	backendPolicyHost = "policy-host"
+)
+
+// testBackend returns the backend under test (LISAFS_INTEROP_BACKEND).
+func testBackend(t *testing.T) string {
+	t.Helper()
+	switch b := os.Getenv(backendEnv); b {
+	case "", backendHost:
+		return backendHost
+	case backendMemory, backendPolicyHost:
+		return b
+	default:
+		t.Fatalf("%s=%q: want host, memory or policy-host", backendEnv, b)
+		return ""
+	}
+}
+
+// servedFromNode reports whether the server under test is node-serve.mjs.
+func servedFromNode(t *testing.T) bool { return testBackend(t) != backendHost }
+
+// skipOnMemory skips a scenario that needs what an in-memory filesystem
+// does not have (host FDs to donate, host Unix sockets...).
+func skipOnMemory(t *testing.T, why string) {
+	t.Helper()
+	if testBackend(t) == backendMemory {
+		t.Skipf("not applicable to the memory backend: %s", why)
+	}
+}
+
 // serverReport is the JSON line lisafs-serve prints when its connection ends.
 type serverReport struct {
 	End            string `json:"end"`
@@ -78,6 +121,14 @@ type serverReport struct {
 	ChannelRequests int64 `json:"channelRequests"`
 	HostFDsBefore   int64 `json:"hostFdsBefore"`
 	HostFDsAfter    int64 `json:"hostFdsAfter"`
+
+	// Only node-serve.mjs reports these (see its header).
+	Backend       string `json:"backend"`
+	Handles       int64  `json:"handles"`
+	PendingCalls  int64  `json:"pendingCalls"`
+	BackendErrors int64  `json:"backendErrors"`
+	Events        int64  `json:"events"`
+	DeniedEvents  int64  `json:"deniedEvents"`
 }
 
 // serverEnv is one running server and the gVisor client connected to it.
@@ -105,6 +156,11 @@ type serverEnv struct {
 	stopOnce sync.Once
 	// wakeFD is a dup of the client's socket end (see startServer).
 	wakeFD int
+	// view is the memory backend's out-of-band view (nil otherwise).
+	view *memView
+	// wantDenied is how many operations the policy-host policy must have
+	// refused (0 unless a test goes into the protected subtrees).
+	wantDenied int64
 }
 
 // kill ends the server's process group and wakes blocked client calls.
@@ -138,15 +194,43 @@ func serveBinary(t *testing.T) string {
 // spawnServer starts lisafs-serve on root and returns the process plus the
 // client end of the socketpair. The process runs with childUmask.
 func spawnServer(t *testing.T, root string, opts serverOpts, stdout, stderr *bytes.Buffer) (*exec.Cmd, int) {
+	cmd, fd, _ := spawnServerView(t, root, opts, stdout, stderr)
+	return cmd, fd
+}
+
+// spawnServerView is spawnServer that also returns, for the memory
+// backend, the view of its tree (nil for host-backed servers).
+func spawnServerView(t *testing.T, root string, opts serverOpts, stdout, stderr *bytes.Buffer) (*exec.Cmd, int, *memView) {
 	t.Helper()
-	bin := serveBinary(t)
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatalf("socketpair: %v", err)
 	}
 	serverEnd := os.NewFile(uintptr(fds[1]), "lisafs-server-end")
-	cmd := exec.Command(bin, opts.args(root)...)
-	cmd.ExtraFiles = []*os.File{serverEnd} // becomes fd 3 in the child
+	extra := []*os.File{serverEnd} // becomes fd 3 in the child
+	var cmd *exec.Cmd
+	var view *memView
+	var viewEnd *os.File
+	switch backend := testBackend(t); backend {
+	case backendHost:
+		cmd = exec.Command(serveBinary(t), opts.args(root)...)
+	default:
+		args := append([]string{nodeServeScriptPath(t), "--backend", backend}, opts.args(root)...)
+		if backend == backendMemory {
+			vfds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatalf("socketpair: %v", err)
+			}
+			viewEnd = os.NewFile(uintptr(vfds[1]), "lisafs-view-server-end")
+			extra = append(extra, viewEnd) // fd 4
+			args = append(args, "--view", "4")
+			view = newMemView(vfds[0])
+			t.Cleanup(view.close)
+		}
+		cmd = exec.Command(nodeBinary(), args...)
+	}
+	bin := cmd.Path
+	cmd.ExtraFiles = extra
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr
 	// Its own process group, so a timeout can kill anything it started.
@@ -158,11 +242,37 @@ func spawnServer(t *testing.T, root string, opts serverOpts, stdout, stderr *byt
 	err = cmd.Start()
 	unix.Umask(old)
 	serverEnd.Close() // the child has its own copy now
+	if viewEnd != nil {
+		viewEnd.Close()
+	}
 	if err != nil {
 		unix.Close(fds[0])
 		t.Fatalf("starting %s: %v", bin, err)
 	}
-	return cmd, fds[0]
+	return cmd, fds[0], view
+}
+
+// nodeBinary returns the node to run node-serve.mjs with.
+func nodeBinary() string {
+	if b := os.Getenv(nodeBinEnv); b != "" {
+		return b
+	}
+	return "node"
+}
+
+// nodeServeScriptPath returns node-serve.mjs, failing the test if the
+// package's dist/ it imports is not built.
+func nodeServeScriptPath(t *testing.T) string {
+	t.Helper()
+	abs, err := filepath.Abs(nodeServeScript)
+	if err != nil {
+		t.Fatalf("node-serve path: %v", err)
+	}
+	dist := filepath.Join(filepath.Dir(abs), "..", "dist", "index.mjs")
+	if _, err := os.Stat(dist); err != nil {
+		t.Fatalf("%s needs the built package (%v): run `npm run build` in the repository root", nodeServeScript, err)
+	}
+	return abs
 }
 
 // startServer serves a fresh temporary directory with lisafs-serve, mounts
@@ -183,8 +293,14 @@ func startServer(t *testing.T, opts serverOpts) *serverEnv {
 		waitDone: make(chan error, 1),
 		wakeFD:   -1,
 	}
-	cmd, clientEnd := spawnServer(t, e.dir, opts, &e.stdout, &e.stderr)
+	cmd, clientEnd, view := spawnServerView(t, e.dir, opts, &e.stdout, &e.stderr)
 	e.cmd = cmd
+	if view != nil {
+		// Host-side helpers on paths under e.dir now act on the
+		// backend's tree instead (see memview_test.go).
+		e.view = view
+		registerView(t, e.dir, view)
+	}
 	// A second descriptor for the client's end of the socket: shutting it
 	// down wakes any client call blocked on the socket even if something
 	// else still holds the server's end. CLOEXEC keeps it out of later
@@ -315,6 +431,26 @@ func (e *serverEnv) checkReport() {
 	if r.HostFDsAfter != r.HostFDsBefore {
 		t.Errorf("server leaked host FDs: hostFdsAfter = %d, hostFdsBefore = %d (report %s)", r.HostFDsAfter, r.HostFDsBefore, line)
 	}
+	if backend := testBackend(t); backend != backendHost {
+		if r.Backend != backend {
+			t.Errorf("server report: backend = %q, want %q (report %s)", r.Backend, backend, line)
+		}
+		// Every JavaScript FD object was released and every call settled.
+		if r.Handles != 0 || r.PendingCalls != 0 {
+			t.Errorf("server leaked backend objects: handles = %d, pendingCalls = %d, want 0 (report %s)", r.Handles, r.PendingCalls, line)
+		}
+		// A non-errno throw is a backend bug the client only saw as EIO.
+		if r.BackendErrors != 0 {
+			t.Errorf("the backend threw %d non-errno errors (report %s; see stderr)", r.BackendErrors, line)
+		}
+		// The observer saw operations: the policy layer ran on them.
+		if backend == backendPolicyHost && r.Events == 0 {
+			t.Errorf("policy-host: the observer saw no operation (report %s)", line)
+		}
+		if backend == backendPolicyHost && r.DeniedEvents != e.wantDenied {
+			t.Errorf("policy-host: the policy refused %d operations, want %d (report %s)", r.DeniedEvents, e.wantDenied, line)
+		}
+	}
 }
 
 // ---- client-side helpers ----
@@ -345,6 +481,10 @@ func (e *serverEnv) path(rel ...string) string {
 // writeHost creates a host file under the served root.
 func (e *serverEnv) writeHost(rel string, data string) {
 	e.t.Helper()
+	if e.view != nil {
+		e.view.must(e.t, "write "+rel, viewReq{Op: "write", Path: rel, Data: []byte(data), Mode: 0o644})
+		return
+	}
 	if err := os.WriteFile(e.path(rel), []byte(data), 0o644); err != nil {
 		e.t.Fatalf("host write %s: %v", rel, err)
 	}
@@ -353,6 +493,10 @@ func (e *serverEnv) writeHost(rel string, data string) {
 // mkdirHost creates host directories under the served root.
 func (e *serverEnv) mkdirHost(rel string) {
 	e.t.Helper()
+	if e.view != nil {
+		e.view.must(e.t, "mkdir "+rel, viewReq{Op: "mkdirp", Path: rel, Mode: 0o755})
+		return
+	}
 	if err := os.MkdirAll(e.path(rel), 0o755); err != nil {
 		e.t.Fatalf("host mkdir %s: %v", rel, err)
 	}
@@ -361,6 +505,10 @@ func (e *serverEnv) mkdirHost(rel string) {
 // symlinkHost creates a host symlink under the served root.
 func (e *serverEnv) symlinkHost(target, rel string) {
 	e.t.Helper()
+	if e.view != nil {
+		e.view.must(e.t, "symlink "+rel, viewReq{Op: "symlink", Path: rel, Target: target})
+		return
+	}
 	if err := os.Symlink(target, e.path(rel)); err != nil {
 		e.t.Fatalf("host symlink %s: %v", rel, err)
 	}
@@ -507,6 +655,13 @@ func errnoName(e unix.Errno) string {
 // hostStat lstat()s a host path.
 func hostStat(t *testing.T, path string) unix.Stat_t {
 	t.Helper()
+	if v, rel := viewFor(path); v != nil {
+		st, err := v.lstat(rel)
+		if err != nil {
+			t.Fatalf("memory lstat %s: %v", rel, err)
+		}
+		return st
+	}
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
 		t.Fatalf("host lstat %s: %v", path, err)
@@ -517,6 +672,12 @@ func hostStat(t *testing.T, path string) unix.Stat_t {
 // hostMissing checks that a host path does not exist.
 func hostMissing(t *testing.T, path string) {
 	t.Helper()
+	if v, rel := viewFor(path); v != nil {
+		if _, err := v.lstat(rel); err != unix.ENOENT {
+			t.Errorf("memory path %s: lstat returned %v, want ENOENT", rel, err)
+		}
+		return
+	}
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != unix.ENOENT {
 		t.Errorf("host path %s: lstat returned %v, want ENOENT", path, err)
@@ -538,6 +699,13 @@ func fileType(mode uint16) uint32 { return uint32(mode) & unix.S_IFMT }
 // readAllHost reads a host file.
 func readAllHost(t *testing.T, path string) string {
 	t.Helper()
+	if v, rel := viewFor(path); v != nil {
+		b, err := v.read(rel)
+		if err != nil {
+			t.Fatalf("memory read %s: %v", rel, err)
+		}
+		return string(b)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("host read %s: %v", path, err)

@@ -525,6 +525,8 @@ export interface BackendServerStats extends ServerStats {
   droppedEvents: number
   /** Bytes written through the server (counted when observing or under a policy). */
   bytesWritten: number
+  /** Requests served over flipcall channels since the server started. */
+  channelRequests: number
 }
 
 /**
@@ -627,6 +629,7 @@ export class BackendServer extends EventEmitter {
       pendingCalls: b.pendingCalls,
       droppedEvents: b.droppedEvents,
       bytesWritten: b.bytesWritten,
+      channelRequests: b.channelRequests,
     }
   }
 

@@ -425,6 +425,8 @@ class MemoryControl implements ControlFdImpl {
       }
     }
     attempt(StatxMask.MODE, () => {
+      // Linux has no mode for a symlink: fchmodat(AT_SYMLINK_NOFOLLOW) fails.
+      if (n.isSymbolicLink) fail('EOPNOTSUPP')
       n.mode = (n.mode & S_IFMT) | (req.mode & 0o7777)
     })
     attempt(StatxMask.UID, () => {

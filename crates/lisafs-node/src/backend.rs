@@ -184,7 +184,10 @@ pub struct BackendBridgeStats {
     pub dropped_events: f64,
     /// Bytes written through PWrite and charged to the quota.
     pub bytes_written: f64,
+    /// Requests served over flipcall channels since the server started.
+    pub channel_requests: f64,
 }
+
 // ---------------------------------------------------------------------------
 // The dispatcher: one JavaScript function
 // ---------------------------------------------------------------------------
@@ -600,6 +603,7 @@ impl NativeBackendServer {
                 .audit
                 .as_ref()
                 .map_or(0.0, |a| a.bytes_written() as f64),
+            channel_requests: self.service.channel_requests() as f64,
         }
     }
 

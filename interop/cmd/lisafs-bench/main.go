@@ -11,11 +11,11 @@
 //
 // Usage:
 //
-//	lisafs-bench --ours BIN --gofer BIN [--parts rpc,rtt,floor,mem]
+//	lisafs-bench --ours BIN --gofer BIN [--parts rpc,rtt,floor,mem,backends]
 //	             [--round-ms 600] [--rtt-round-ms 1000] [--floor-round-ms 500]
 //	             [--rounds 5] [--workloads walk_stat,...] [--conns 1,8]
 //	             [--transports socket,channel] [--mem-fds 100000] [--count N]
-//	             [--workdir DIR]
+//	             [--workdir DIR] [--node BIN --node-serve interop/node-serve.mjs]
 //
 // Every part spawns the servers it needs itself (--socket mode, one server
 // process per kind, one connection per client) and stops them when done.
@@ -49,6 +49,8 @@ type options struct {
 	// count, when set, makes every RPC round run exactly count operations
 	// per connection, without warm-up (for syscall counting with strace).
 	count int
+	// node and nodeServe run interop/node-serve.mjs (the backends part).
+	node, nodeServe string
 }
 
 func main() {
@@ -76,6 +78,8 @@ func run() error {
 	flag.StringVar(&trs, "transports", "socket,channel", "transports: socket (the connection's socket only) and/or channel (flipcall channels after StartChannels)")
 	flag.IntVar(&memFDs, "mem-fds", 100000, "idle control FDs to create for the memory part (capped by RLIMIT_NOFILE)")
 	flag.IntVar(&o.count, "count", 0, "analysis mode: run exactly this many operations per connection and round, no warm-up")
+	flag.StringVar(&o.node, "node", "node", "node binary, for the backends part")
+	flag.StringVar(&o.nodeServe, "node-serve", "", "path of interop/node-serve.mjs, for the backends part")
 	flag.StringVar(&o.workdir, "workdir", "", "directory for the served trees (default: a new temporary directory, removed at the end)")
 	flag.Parse()
 
@@ -113,7 +117,10 @@ func run() error {
 	if needServers && (o.ours == "" || o.gofer == "") {
 		return fmt.Errorf("--ours and --gofer are required")
 	}
-	for _, p := range []*string{&o.ours, &o.gofer} {
+	if o.parts["backends"] && (o.ours == "" || o.nodeServe == "") {
+		return fmt.Errorf("--ours and --node-serve are required for the backends part")
+	}
+	for _, p := range []*string{&o.ours, &o.gofer, &o.nodeServe} {
 		if *p != "" {
 			abs, err := filepath.Abs(*p)
 			if err != nil {
@@ -146,7 +153,7 @@ func run() error {
 		"floorRoundMs": floorRoundMS,
 	})
 
-	if o.parts["rpc"] || o.parts["rtt"] || o.parts["floor"] {
+	if o.parts["rpc"] || o.parts["rtt"] || o.parts["floor"] || o.parts["backends"] {
 		root := filepath.Join(work, "tree")
 		progress("creating the served tree in %s", root)
 		if err := makeTree(root); err != nil {
@@ -160,6 +167,11 @@ func run() error {
 		if o.parts["rpc"] || o.parts["rtt"] {
 			if err := runRPC(&o, root, filepath.Join(work, "sock")); err != nil {
 				return fmt.Errorf("rpc: %w", err)
+			}
+		}
+		if o.parts["backends"] {
+			if err := runBackends(&o, root, filepath.Join(work, "bsock")); err != nil {
+				return fmt.Errorf("backends: %w", err)
 			}
 		}
 	}

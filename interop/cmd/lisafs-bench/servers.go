@@ -33,9 +33,16 @@ type server struct {
 // startServer starts bin serving root on the Unix socket sock and waits
 // until it accepts connections.
 func startServer(kind, bin, root, sock string) (*server, error) {
+	return startCmd(kind, sock, exec.Command(bin, "--root", root, "--socket", sock))
+}
+
+// startCmd starts cmd, a server that listens on the Unix socket sock, and
+// waits until it accepts connections.
+func startCmd(kind, sock string, cmd *exec.Cmd) (*server, error) {
+	bin := cmd.Path
 	_ = os.Remove(sock)
 	s := &server{kind: kind, sock: sock, done: make(chan error, 1)}
-	s.cmd = exec.Command(bin, "--root", root, "--socket", sock)
+	s.cmd = cmd
 	s.cmd.Stdout = &s.stderr // gvisor-gofer prints "listening PATH"
 	s.cmd.Stderr = &s.stderr
 	s.cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true, Pdeathsig: unix.SIGKILL}
