@@ -19,8 +19,12 @@
 //!   released too, and a host FD in it is closed.
 //! - **Outbox**: releases, rename notices ([`ControlFdImpl::renamed`]) and
 //!   audit events (the bridge is a [`lisafs_audit::EventSink`]) are
-//!   batched; the first item after a drain asks the dispatcher once
-//!   ([`Dispatcher::notify`]) to call [`Bridge::drain`].
+//!   batched; the first release or notice after a drain asks the
+//!   dispatcher once ([`Dispatcher::notify`]) to call [`Bridge::drain`].
+//!   Audit events are not urgent: they wait up to [`EVENT_DELAY`] for
+//!   company (or until [`EVENT_BATCH`] pile up), so an observed server
+//!   with one request in flight wakes the other side about every few
+//!   milliseconds rather than once per operation.
 //! - **Every call ends**: a call settles with its reply, its errno, or EIO
 //!   when the dispatcher refuses it, drops it undelivered, the reply is
 //!   malformed, the timeout passes, or the bridge is aborted. An aborted
@@ -51,6 +55,12 @@ use lisafs_wire::{self as w, Gid, Mid, SetStatReq, StringArray, Uid};
 /// Events kept while nobody drained them; later ones are counted and
 /// dropped.
 pub const EVENT_CAP: usize = 1 << 16;
+/// How long audit events may wait in the outbox before the dispatcher is
+/// asked to drain them. Waking another thread costs tens of µs on small
+/// VMs, more than most operations, so observing must not do it per event.
+pub const EVENT_DELAY: Duration = Duration::from_millis(5);
+/// Queued events that make a drain worth asking for at once.
+pub const EVENT_BATCH: usize = 512;
 
 /// Every standard message: a remote backend answers ENOSYS for what it
 /// lacks.
@@ -370,6 +380,8 @@ struct Outbox {
     dropped: u64,
     /// A notice is queued and not yet answered by `drain()`.
     scheduled: bool,
+    /// The flusher was told to ask for a drain after [`EVENT_DELAY`].
+    deferred: bool,
 }
 
 /// The shared state of one remote backend: the dispatcher, the calls in
@@ -382,13 +394,17 @@ pub struct Bridge<D: Dispatcher> {
     outbox: Mutex<Outbox>,
     dropped_total: AtomicU64,
     timeout: Option<Duration>,
+    /// Wakes the flusher thread (started with the first deferred event);
+    /// dropping the bridge drops it, which ends the thread.
+    flusher: Mutex<Option<SyncSender<()>>>,
+    me: Weak<Self>,
 }
 
 impl<D: Dispatcher> Bridge<D> {
     /// A bridge to `dispatcher`. With a `timeout`, a call not settled that
     /// long after it was queued fails with EIO.
     pub fn new(dispatcher: D, timeout: Option<Duration>) -> Arc<Self> {
-        Arc::new(Bridge {
+        Arc::new_cyclic(|me| Bridge {
             dispatcher: RwLock::new(Some(dispatcher)),
             pending: Arc::new(PendingMap(Mutex::new(HashMap::new()))),
             next_call: AtomicU32::new(1),
@@ -396,6 +412,8 @@ impl<D: Dispatcher> Bridge<D> {
             outbox: Mutex::new(Outbox::default()),
             dropped_total: AtomicU64::new(0),
             timeout,
+            flusher: Mutex::new(None),
+            me: me.clone(),
         })
     }
 
@@ -595,13 +613,63 @@ impl<D: Dispatcher> Bridge<D> {
             !std::mem::replace(&mut o.scheduled, true)
         };
         if schedule {
-            let sent = match &*self.dispatcher.read().unwrap_or_else(|e| e.into_inner()) {
-                Some(d) => d.notify(),
-                None => false,
-            };
-            if !sent {
-                lock(&self.outbox).scheduled = false;
+            self.send_notice();
+        }
+    }
+
+    /// Asks the dispatcher for a drain; the caller set `scheduled`.
+    fn send_notice(&self) {
+        let sent = match &*self.dispatcher.read().unwrap_or_else(|e| e.into_inner()) {
+            Some(d) => d.notify(),
+            None => false,
+        };
+        if !sent {
+            lock(&self.outbox).scheduled = false;
+        }
+    }
+
+    /// Has the flusher ask for a drain after [`EVENT_DELAY`], starting it
+    /// on first use. If no thread can be started, asks at once.
+    fn defer_notice(&self) {
+        let mut slot = lock(&self.flusher);
+        if let Some(tx) = slot.as_ref() {
+            // Full means a wake-up is already queued, which serves as well;
+            // the thread outlives every `&self`, so it is still listening.
+            let _ = tx.try_send(());
+            return;
+        }
+        let (tx, rx) = sync_channel::<()>(1);
+        let me = self.me.clone();
+        let started = std::thread::Builder::new()
+            .name("lisafs-events".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    std::thread::sleep(EVENT_DELAY);
+                    let Some(bridge) = me.upgrade() else { return };
+                    bridge.flush_deferred();
+                }
+            });
+        match started {
+            Ok(_) => {
+                let _ = tx.try_send(());
+                *slot = Some(tx);
             }
+            Err(_) => {
+                drop(slot);
+                self.flush_deferred();
+            }
+        }
+    }
+
+    /// Ends a deferral: asks for a drain if events are still waiting.
+    fn flush_deferred(&self) {
+        let schedule = {
+            let mut o = lock(&self.outbox);
+            o.deferred = false;
+            !o.events.is_empty() && !std::mem::replace(&mut o.scheduled, true)
+        };
+        if schedule {
+            self.send_notice();
         }
     }
 
@@ -649,13 +717,35 @@ impl<D: Dispatcher> Bridge<D> {
 /// thread a lock and a push, never a round trip.
 impl<D: Dispatcher> EventSink for Bridge<D> {
     fn record(&self, event: Event) {
-        self.post(|o| {
+        enum Then {
+            Nothing,
+            Notify,
+            Defer,
+        }
+        let then = {
+            let mut o = lock(&self.outbox);
             if o.events.len() < EVENT_CAP {
                 o.events.push(event);
             } else {
                 o.dropped += 1;
             }
-        });
+            if o.scheduled {
+                // A drain is already on its way and will take this too.
+                Then::Nothing
+            } else if o.events.len() >= EVENT_BATCH {
+                o.scheduled = true;
+                Then::Notify
+            } else if !std::mem::replace(&mut o.deferred, true) {
+                Then::Defer
+            } else {
+                Then::Nothing
+            }
+        };
+        match then {
+            Then::Nothing => {}
+            Then::Notify => self.send_notice(),
+            Then::Defer => self.defer_notice(),
+        }
     }
 }
 

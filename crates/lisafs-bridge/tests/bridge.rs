@@ -330,12 +330,63 @@ fn events_travel_in_the_outbox() {
         time_ms: 1.0,
     };
     r.bridge.record(ev.clone());
-    r.bridge.record(ev);
+    r.bridge.record(ev.clone());
+    // Events alone are not urgent: one notice comes after a short delay,
+    // with nothing else happening on the bridge.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while r.notices.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        r.notices.load(Ordering::SeqCst),
+        1,
+        "deferred events are announced once"
+    );
     let drained = r.bridge.drain();
     assert_eq!(drained.events.len(), 2);
     assert_eq!(&*drained.events[0].path, b"/x");
     assert_eq!(drained.dropped_events, 0);
-    assert_eq!(r.notices.load(Ordering::SeqCst), 1);
+
+    // A full batch is announced at once, and only once.
+    for _ in 0..lisafs_bridge::EVENT_BATCH {
+        r.bridge.record(ev.clone());
+    }
+    assert_eq!(r.notices.load(Ordering::SeqCst), 2);
+    std::thread::sleep(lisafs_bridge::EVENT_DELAY * 3);
+    assert_eq!(
+        r.notices.load(Ordering::SeqCst),
+        2,
+        "no second notice before a drain"
+    );
+    assert_eq!(r.bridge.drain().events.len(), lisafs_bridge::EVENT_BATCH);
+}
+
+#[test]
+fn the_event_flusher_does_not_keep_the_bridge_alive() {
+    let r = remote(None, false, |_| Answer::Fail(5));
+    let weak = Arc::downgrade(&r.bridge);
+    r.bridge.record(Event {
+        op: "fstat",
+        class: Class::Read,
+        connection: 1,
+        path: Arc::from(&b"/"[..]),
+        new_path: None,
+        flags: 0,
+        errno: 0,
+        denied: false,
+        duration_ns: 1,
+        bytes: None,
+        time_ms: 1.0,
+    });
+    drop(r);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while weak.upgrade().is_some() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        weak.upgrade().is_none(),
+        "the bridge is freed once its owners drop it"
+    );
 }
 
 #[test]
