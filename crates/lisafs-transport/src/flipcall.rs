@@ -451,6 +451,68 @@ impl Endpoint {
         result
     }
 
+    /// Split-phase client call, first half: hands the window to the peer
+    /// with a datagram of `len` bytes (already written) and wakes it, without
+    /// waiting. The window then belongs to the peer until its reply: finish
+    /// with [`Endpoint::try_recv`] and/or [`Endpoint::recv`], from this
+    /// thread or another, before sending again. `send` + `recv` is
+    /// [`Endpoint::send_recv`].
+    pub fn send(&self, len: u32) -> Result<(), FlipcallError> {
+        if len > self.data_cap {
+            return Err(FlipcallError::Protocol("datagram larger than the window"));
+        }
+        if self.ctrl.load(Ordering::Acquire) & EPS_SHUTDOWN != 0 {
+            return Err(FlipcallError::Shutdown);
+        }
+        self.data_len().store(len, Ordering::Release);
+        self.set_peer_active()?;
+        self.wake_peer()
+    }
+
+    /// Split-phase, second half without sleeping: polls the state word for
+    /// at most `budget` of wall time (checking the clock every 64 polls) and
+    /// returns the peer's datagram length if the window came back, `None` if
+    /// it did not (the call is still in flight: poll again or [`recv`]).
+    /// Never blocks in the kernel, so a caller whose thread the peer itself
+    /// needs (a server backed by code on this thread) only loses `budget`.
+    ///
+    /// [`recv`]: Endpoint::recv
+    pub fn try_recv(&self, budget: std::time::Duration) -> Result<Option<u32>, FlipcallError> {
+        let start = std::time::Instant::now();
+        let mut polls = 0u32;
+        loop {
+            match self.conn_state().load(Ordering::Acquire) {
+                s if s == self.active => return self.received_len().map(Some),
+                s if s == self.inactive => {
+                    if self.ctrl.load(Ordering::Acquire) & EPS_SHUTDOWN != 0 {
+                        return Err(FlipcallError::Shutdown);
+                    }
+                    polls = polls.wrapping_add(1);
+                    if polls % 64 == 0 && start.elapsed() >= budget {
+                        return Ok(None);
+                    }
+                    std::hint::spin_loop();
+                }
+                CS_SHUTDOWN => return Err(FlipcallError::Shutdown),
+                _ => return Err(FlipcallError::Protocol("unexpected connection state")),
+            }
+        }
+    }
+
+    /// Split-phase, blocking second half: waits for the reply to a
+    /// [`send`](Endpoint::send) (spinning up to the spin limit, then on the
+    /// futex) and returns the peer's datagram length. [`shutdown`] wakes it.
+    ///
+    /// [`shutdown`]: Endpoint::shutdown
+    pub fn recv(&self) -> Result<u32, FlipcallError> {
+        self.enter_wait()?;
+        let result = self
+            .wait_until_active()
+            .and_then(|()| self.received_len());
+        self.exit_wait();
+        result
+    }
+
     /// Shuts the channel down: a thread blocked in this endpoint returns
     /// [`FlipcallError::Shutdown`], and so does the peer. Idempotent.
     pub fn shutdown(&self) {
