@@ -238,7 +238,10 @@ fn split_phase_send_then_poll_or_wait_on_another_thread() {
     c.send(n).unwrap();
     assert!(c.try_recv(Duration::from_micros(10)).unwrap().is_none());
     let c2 = Arc::clone(&c);
-    let len = std::thread::spawn(move || c2.recv()).join().unwrap().unwrap();
+    let len = std::thread::spawn(move || c2.recv())
+        .join()
+        .unwrap()
+        .unwrap();
     c.read_data(len, &mut out);
     assert_eq!(out, b"wols");
 
