@@ -426,11 +426,7 @@ impl Client {
     }
 
     /// [`walk`](Self::walk) as a [`Call`].
-    pub fn walk_call(
-        &self,
-        dir: FdId,
-        names: &[&[u8]],
-    ) -> Result<Call<(WalkStatus, Vec<Inode>)>> {
+    pub fn walk_call(&self, dir: FdId, names: &[&[u8]]) -> Result<Call<(WalkStatus, Vec<Inode>)>> {
         let req = WalkReq {
             dir_fd: dir,
             path: StringArray::from_items(names),

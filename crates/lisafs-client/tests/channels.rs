@@ -86,7 +86,10 @@ fn split_phase_calls_complete_inline_elsewhere_or_unsent() {
     // Every channel held by a pending call: the next call is not sent.
     let mut held = Vec::new();
     for _ in 0..n {
-        match h.client.start(h.client.fstat_call(h.root()).unwrap(), Duration::ZERO) {
+        match h
+            .client
+            .start(h.client.fstat_call(h.root()).unwrap(), Duration::ZERO)
+        {
             Started::Pending(p) => held.push(p),
             Started::Done(r) => {
                 r.unwrap();
@@ -120,7 +123,10 @@ fn split_phase_calls_complete_inline_elsewhere_or_unsent() {
     let (walked, ino) = h.client.walk(h.root(), &[b"f"]).unwrap();
     assert_eq!(walked, WalkStatus::Success);
     let (fd, _) = h.client.open_at(ino[0].control_fd, 0).unwrap();
-    let data = h.client.exec(h.client.pread_call(fd, 0, 64).unwrap()).unwrap();
+    let data = h
+        .client
+        .exec(h.client.pread_call(fd, 0, 64).unwrap())
+        .unwrap();
     assert_eq!(data, b"hello");
     assert!(matches!(
         h.client.pread_call(fd, 0, h.client.pread_chunk() + 1),
