@@ -372,7 +372,13 @@ impl Client {
             self.put_back(ch);
             return r;
         }
-        self.lock_conn().round_trip_raw(mid, &payload, decode)
+        // The reply is copied out so that the decoder runs without the
+        // socket's lock: it may make calls of its own (a Walk's protocol
+        // violation closes the FDIDs it was handed).
+        let (reply, fds) = self
+            .lock_conn()
+            .round_trip_raw(mid, &payload, |p, fds| Ok((p.to_vec(), fds)))?;
+        decode(&reply, fds)
     }
 
     /// An idle channel, taken out of the pool.
