@@ -74,7 +74,9 @@ export declare class NativeClient {
    * an already connected socket FD (ownership passes to the client), and
    * sends Mount.
    */
-  static connect(target: string | number): Promise<NativeClient>
+  static connect(target: string | number, options?: NativeConnectOptions | undefined | null): Promise<NativeClient>
+  /** Whether calls may complete synchronously (channels are in use). */
+  usesChannels(): boolean
   /** The mount point's control FD and stat. */
   root(): Inode
   /** The negotiated maximum payload size. */
@@ -87,25 +89,25 @@ export declare class NativeClient {
    */
   shutdown(): void
   /** FStat. */
-  fstat(fd: bigint): Promise<Statx>
+  fstat(fd: bigint): Statx | Promise<Statx>
   /** SetStat. */
   setStat(fd: bigint, args: SetStatArgs): Promise<SetStatResult>
   /** Walk. */
-  walk(dir: bigint, names: Array<Buffer>): Promise<WalkResult>
+  walk(dir: bigint, names: Array<Buffer>): WalkResult | Promise<WalkResult>
   /** WalkStat. */
-  walkStat(dir: bigint, names: Array<Buffer>): Promise<Array<Statx>>
+  walkStat(dir: bigint, names: Array<Buffer>): Array<Statx> | Promise<Array<Statx>>
   /** OpenAt. */
-  openAt(fd: bigint, flags: number): Promise<Opened>
+  openAt(fd: bigint, flags: number): Opened | Promise<Opened>
   /** OpenCreateAt. */
   openCreateAt(dir: bigint, name: Buffer, mode: number, uid: number, gid: number, flags: number): Promise<Created>
   /** Close. */
-  close(ids: Array<bigint>): Promise<void>
+  close(ids: Array<bigint>): void | Promise<void>
   /** FSync. */
   fsync(ids: Array<bigint>): Promise<void>
   /** PWrite (chunked to the message size). */
   pwrite(fd: bigint, offset: bigint, data: Buffer): Promise<bigint>
   /** PRead of up to `count` bytes (chunked); fewer at end of file. */
-  pread(fd: bigint, offset: bigint, count: number): Promise<Buffer>
+  pread(fd: bigint, offset: bigint, count: number): Buffer | Promise<Buffer>
   /** MkdirAt. */
   mkdirAt(dir: bigint, name: Buffer, mode: number, uid: number, gid: number): Promise<Inode>
   /** MknodAt. */
@@ -392,6 +394,22 @@ export interface NativeBackendOptions {
    * when a write quota is set.
    */
   donateFds?: boolean
+}
+
+/** Options of {@link NativeClient.connect}. */
+export interface NativeConnectOptions {
+  /**
+   * Ask the server for flipcall channels (default true); without them,
+   * or if the server grants none, every call goes through the socket and
+   * the worker thread.
+   */
+  channels?: boolean
+  /**
+   * How long, in microseconds, Node's thread polls a channel for a reply
+   * before handing the wait to the worker thread (default 50, at most
+   * 1000; 0: every call is made by the worker thread).
+   */
+  syncBudgetUs?: number
 }
 
 /** A host directory to serve (instead of a JavaScript backend). */

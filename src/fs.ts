@@ -13,7 +13,7 @@ import { Readable, Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 
 import { Mid, type Dirent64, type Statx } from '../index.js'
-import { Flags, type Client, type ControlFd, type OpenFd, type Walked } from './client.js'
+import { Flags, closeHandles, type Client, type ControlFd, type OpenFd, type Walked } from './client.js'
 import { LisafsError } from './errors.js'
 
 // ---------------------------------------------------------------------------
@@ -570,12 +570,11 @@ class Resolution {
     await this.detach()?.close()
   }
 
-  /** Releases every handle; the first failure is thrown after all are tried. */
-  async close(): Promise<void> {
-    const fds = this.stack.splice(0).reverse()
+  /** Releases every handle (and `extra`) in one Close request. */
+  async close(extra: OpenFd[] = []): Promise<void> {
+    const fds: Array<ControlFd | OpenFd> = this.stack.splice(0).reverse()
     this.names.length = 0
-    const results = await Promise.allSettled(fds.map((fd) => fd.close()))
-    for (const r of results) if (r.status === 'rejected') throw r.reason
+    await closeHandles([...extra, ...fds])
   }
 }
 
@@ -871,23 +870,44 @@ export class LisafsFs {
     const p = parsePath(path)
     const ctx: ErrCtx = { syscall: 'open', path: p.display }
     checkAborted(opts.signal)
-    const file = await this.openRead(p, ctx)
+    if (p.empty) throw fail(E.ENOENT, ctx)
+    // Walk + OpenAt, one PRead sized from the walk's stat (a short read is
+    // the end of the file), then one Close for every handle: four round
+    // trips for a small file. Files that grew, or report size 0 (procfs),
+    // are read on in chunks until a read comes back empty or short.
+    const r = await this.resolve(p.comps, { follow: true, missing: 'error', dirOnly: p.dirOnly }, ctx)
+    let file: OpenFd | undefined
     const chunks: Buffer[] = []
     let total = 0
-    await withHandles([file], async () => {
+    try {
+      if (r.current.isDirectory) throw fail(E.EISDIR, { syscall: 'read', path: ctx.path })
+      try {
+        file = await r.current.openAt(Flags.O_RDONLY)
+      } catch (err) {
+        throw relabel(err, ctx)
+      }
+      const size = Number(r.current.initialStat.size)
+      // One byte more than the size so that a file that did not grow ends
+      // with a short read, not with an extra empty one.
+      let want = size > 0 ? Math.min(size + 1, this.chunk) : this.chunk
       for (;;) {
         checkAborted(opts.signal)
         let buf: Buffer
         try {
-          buf = await file.read(this.chunk, total)
+          buf = await file.read(want, total)
         } catch (err) {
           throw relabel(err, { syscall: 'read', path: p.display })
         }
-        if (buf.length === 0) break
-        chunks.push(buf)
+        if (buf.length > 0) chunks.push(buf)
         total += buf.length
+        if (buf.length < want) break
+        want = this.chunk
       }
-    })
+    } catch (err) {
+      await r.close(file === undefined ? [] : [file]).catch(() => {})
+      throw err
+    }
+    await r.close([file])
     const data = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total)
     return opts.encoding != null ? data.toString(opts.encoding) : data
   }

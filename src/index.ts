@@ -32,7 +32,7 @@ export type {
   WalkStatus,
 } from '../index.js'
 export { connect, Client, ControlFd, OpenFd, BoundSocketFd, Flags, SockType } from './client.js'
-export type { Name, SetStatAttrs, SetStatOutcome, Owner, Walked } from './client.js'
+export type { Name, SetStatAttrs, SetStatOutcome, Owner, Walked, ConnectOptions } from './client.js'
 export { LisafsError } from './errors.js'
 export { createFs, LisafsFs, LisafsStats, LisafsDirent, LisafsReadStream, LisafsWriteStream, AbortError } from './fs.js'
 export type {

@@ -17,6 +17,13 @@
 //!   message size, and stop at the first short transfer;
 //! * Close sends at most 100 FDIDs per request.
 //!
+//! After [`Client::start_channels`], requests travel over flipcall
+//! channels when one is idle. For callers that must not block (an event
+//! loop), the split-phase API sends a prepared [`Call`] (built by the
+//! `*_call` methods) with [`Client::start`], polls for its reply for a
+//! bounded time on the calling thread, and hands back a [`Pending`] call
+//! to finish with [`Pending::wait`] on another thread if the reply is late.
+//!
 //! The server is not trusted: every reply is decoded with bounds checks, and
 //! a reply that is malformed, too large, carries the wrong MID or
 //! contradicts its request (more bytes read than asked, more inodes than
@@ -52,7 +59,8 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use lisafs_transport::flipcall::{self, Endpoint, Side, WindowDesc};
 use lisafs_transport::{RecvError, ShutdownHandle, SockCommunicator};
@@ -130,7 +138,98 @@ pub struct Client {
     root: Inode,
     mount_fd: Mutex<Option<OwnedFd>>,
     /// Flipcall channels, once [`Client::start_channels`] made them.
-    channels: OnceLock<Vec<Mutex<Channel>>>,
+    channels: OnceLock<Channels>,
+}
+
+/// The client's channels: those idle, ready for a request, and every
+/// endpoint ever made (to shut down those a caller holds, e.g. a
+/// [`Pending`] call waiting on another thread).
+#[derive(Debug)]
+struct Channels {
+    idle: Mutex<Vec<Channel>>,
+    all: Vec<Arc<Endpoint>>,
+}
+
+/// A request encoded ahead of time and the decoder of its reply: the unit
+/// of the split-phase API ([`Client::start`], [`Client::exec`]). Built by
+/// the `*_call` methods; a `Call` owns everything it needs, so it can move
+/// to another thread.
+pub struct Call<R> {
+    mid: Mid,
+    payload: Vec<u8>,
+    decode: Decoder<R>,
+}
+
+type Decoder<R> = Box<dyn FnOnce(&Client, &[u8], Vec<OwnedFd>) -> Result<R> + Send>;
+
+impl<R> std::fmt::Debug for Call<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("mid", &self.mid)
+            .field("len", &self.payload.len())
+            .finish()
+    }
+}
+
+impl<R> Call<R> {
+    fn new<'q, Q: Message<'q>>(
+        req: &Q,
+        decode: impl FnOnce(&Client, &[u8], Vec<OwnedFd>) -> Result<R> + Send + 'static,
+    ) -> Result<Call<R>> {
+        let mut payload = Vec::new();
+        req.encode_to_vec(&mut payload)?;
+        Ok(Call {
+            mid: Q::MID,
+            payload,
+            decode: Box::new(decode),
+        })
+    }
+
+    /// The message this call sends.
+    pub fn mid(&self) -> Mid {
+        self.mid
+    }
+}
+
+/// What [`Client::start`] did with a [`Call`].
+#[derive(Debug)]
+pub enum Started<R> {
+    /// The reply came within the budget (or the call failed at once).
+    Done(Result<R>),
+    /// Sent on a channel; the reply has not come yet. Finish it with
+    /// [`Pending::wait`], on any thread.
+    Pending(Pending<R>),
+    /// No channel was idle (or there are none): nothing was sent. Run it
+    /// with [`Client::exec`], which may block.
+    NotSent(Call<R>),
+}
+
+/// A call sent on a channel whose reply is still to come. It holds the
+/// channel until [`wait`](Pending::wait) returns. Dropping it without
+/// waiting shuts that channel down (its reply can no longer be matched),
+/// leaving the client one channel fewer.
+#[derive(Debug)]
+pub struct Pending<R> {
+    ch: Channel,
+    call: Call<R>,
+}
+
+impl<R> Pending<R> {
+    /// Blocks until the reply arrives and decodes it; the channel goes back
+    /// to `client`, which must be the client that started the call.
+    pub fn wait(self, client: &Client) -> Result<R> {
+        let Pending { mut ch, call } = self;
+        let got = ch.ep.recv().map_err(|e| Error::protocol(e.to_string()));
+        let result = match got {
+            Ok(len) => ch.finish(len, call.mid, |p, fds| (call.decode)(client, p, fds)),
+            Err(e) => {
+                ch.dead = true;
+                Err(e)
+            }
+        };
+        client.put_back(ch);
+        result
+    }
 }
 
 impl Client {
@@ -208,16 +307,105 @@ impl Client {
         self.supported.contains(mid)
     }
 
-    /// Shuts the socket down in both directions: calls blocked on the
-    /// server return with [`Error::Io`], and so does every later call. The
+    /// Shuts the socket and every channel down: calls blocked on the
+    /// server return with an error, and so does every later call. The
     /// server sees the connection end and releases its FDIDs.
     pub fn shutdown(&self) -> Result<()> {
+        if let Some(channels) = self.channels.get() {
+            for ep in &channels.all {
+                ep.shutdown();
+            }
+        }
         self.shutdown.shutdown().map_err(Error::Io)
+    }
+
+    /// Split-phase call, for a caller that must not block for long (an
+    /// event-loop thread): sends `call` on an idle channel and polls for the
+    /// reply for at most `budget` (without sleeping in the kernel). Returns
+    /// the result if it came, a [`Pending`] call to finish elsewhere if
+    /// not, or the call unsent if no channel was idle. A budget of zero
+    /// still sends: the reply is then always left [`Pending`] unless
+    /// already there.
+    pub fn start<R>(&self, call: Call<R>, budget: Duration) -> Started<R> {
+        if !self.supports(call.mid) {
+            return Started::Done(Err(Error::Errno(EOPNOTSUPP)));
+        }
+        let Some(mut ch) = self.take_channel() else {
+            return Started::NotSent(call);
+        };
+        if let Err(e) = ch.send(call.mid, &call.payload) {
+            self.put_back(ch);
+            return Started::Done(Err(e));
+        }
+        match ch.ep.try_recv(budget) {
+            Ok(Some(len)) => {
+                let r = ch.finish(len, call.mid, |p, fds| (call.decode)(self, p, fds));
+                self.put_back(ch);
+                Started::Done(r)
+            }
+            Ok(None) => Started::Pending(Pending { ch, call }),
+            Err(e) => {
+                ch.dead = true;
+                self.put_back(ch);
+                Started::Done(Err(Error::protocol(e.to_string())))
+            }
+        }
+    }
+
+    /// Runs `call` to completion on this thread (an idle channel, else the
+    /// socket), blocking as every other method does.
+    pub fn exec<R>(&self, call: Call<R>) -> Result<R> {
+        if !self.supports(call.mid) {
+            return Err(Error::Errno(EOPNOTSUPP));
+        }
+        let Call {
+            mid,
+            payload,
+            decode,
+        } = call;
+        let decode = |p: &[u8], fds| decode(self, p, fds);
+        if let Some(mut ch) = self.take_channel() {
+            let r = ch
+                .send(mid, &payload)
+                .and_then(|()| ch.recv())
+                .and_then(|len| ch.finish(len, mid, decode));
+            self.put_back(ch);
+            return r;
+        }
+        // The reply is copied out so that the decoder runs without the
+        // socket's lock: it may make calls of its own (a Walk's protocol
+        // violation closes the FDIDs it was handed).
+        let (reply, fds) = self
+            .lock_conn()
+            .round_trip_raw(mid, &payload, |p, fds| Ok((p.to_vec(), fds)))?;
+        decode(&reply, fds)
+    }
+
+    /// An idle channel, taken out of the pool.
+    fn take_channel(&self) -> Option<Channel> {
+        let channels = self.channels.get()?;
+        lock_ignoring_poison(&channels.idle).pop()
+    }
+
+    /// Returns a channel to the pool, or drops it (shutting it down) if a
+    /// failure made it unusable.
+    fn put_back(&self, ch: Channel) {
+        if ch.dead {
+            return;
+        }
+        if let Some(channels) = self.channels.get() {
+            lock_ignoring_poison(&channels.idle).push(ch);
+        }
     }
 
     /// FStat: the stat of a control or open FD.
     pub fn fstat(&self, fd: FdId) -> Result<Statx> {
-        self.call(&StatReq { fd }, |p, _| Ok(Statx::decode_payload(p)?))
+        self.exec(self.fstat_call(fd)?)
+    }
+
+    /// [`fstat`](Self::fstat) as a [`Call`].
+    pub fn fstat_call(&self, fd: FdId) -> Result<Call<Statx>> {
+        Call::new(&StatReq { fd }, |_, p, _| Ok(Statx::decode_payload(p)?))
     }
 
     /// SetStat: applies the attributes selected by `req.mask` to a control
@@ -240,43 +428,53 @@ impl Client {
     /// A reply whose inode count contradicts its status is a protocol
     /// error; the control FDs it carried are closed first.
     pub fn walk(&self, dir: FdId, names: &[&[u8]]) -> Result<(WalkStatus, Vec<Inode>)> {
+        self.exec(self.walk_call(dir, names)?)
+    }
+
+    /// [`walk`](Self::walk) as a [`Call`].
+    pub fn walk_call(&self, dir: FdId, names: &[&[u8]]) -> Result<Call<(WalkStatus, Vec<Inode>)>> {
         let req = WalkReq {
             dir_fd: dir,
             path: StringArray::from_items(names),
         };
-        let (status, inodes) = self.call(&req, |p, _| {
+        let asked = names.len();
+        Call::new(&req, move |client, p, _| {
             let resp = WalkResp::decode_payload(p)?;
-            Ok((resp.status, resp.inodes.iter().collect::<Vec<Inode>>()))
-        })?;
-        let consistent = match status {
-            WalkStatus::Success => inodes.len() == names.len(),
-            _ => inodes.len() < names.len(),
-        };
-        if !consistent {
-            self.close_after_violation(inodes.iter().map(|i| i.control_fd));
-            return Err(Error::protocol(format!(
-                "Walk of {} components returned {} inodes with status {status:?}",
-                names.len(),
-                inodes.len()
-            )));
-        }
-        Ok((status, inodes))
+            let (status, inodes) = (resp.status, resp.inodes.iter().collect::<Vec<Inode>>());
+            let consistent = match status {
+                WalkStatus::Success => inodes.len() == asked,
+                _ => inodes.len() < asked,
+            };
+            if !consistent {
+                client.close_after_violation(inodes.iter().map(|i| i.control_fd));
+                return Err(Error::protocol(format!(
+                    "Walk of {asked} components returned {} inodes with status {status:?}",
+                    inodes.len()
+                )));
+            }
+            Ok((status, inodes))
+        })
     }
 
     /// WalkStat: the stats of the components of `names` walked from `dir`,
     /// without creating FDs; stops silently at a missing component or after
     /// a symlink. A first component of `b""` stats `dir` itself first.
     pub fn walk_stat(&self, dir: FdId, names: &[&[u8]]) -> Result<Vec<Statx>> {
+        self.exec(self.walk_stat_call(dir, names)?)
+    }
+
+    /// [`walk_stat`](Self::walk_stat) as a [`Call`].
+    pub fn walk_stat_call(&self, dir: FdId, names: &[&[u8]]) -> Result<Call<Vec<Statx>>> {
         let req = WalkStatReq {
             dir_fd: dir,
             path: StringArray::from_items(names),
         };
-        self.call(&req, |p, _| {
+        let asked = names.len();
+        Call::new(&req, move |_, p, _| {
             let resp = WalkStatResp::decode_payload(p)?;
-            if resp.stats.len() > names.len() {
+            if resp.stats.len() > asked {
                 return Err(Error::protocol(format!(
-                    "WalkStat of {} components returned {} stats",
-                    names.len(),
+                    "WalkStat of {asked} components returned {} stats",
                     resp.stats.len()
                 )));
             }
@@ -288,7 +486,12 @@ impl Client {
     /// `O_TRUNC` of `flags` are honoured by the server. Returns the new
     /// open FD and the host FD the server may have donated for direct I/O.
     pub fn open_at(&self, fd: FdId, flags: u32) -> Result<(FdId, Option<OwnedFd>)> {
-        self.call(&OpenAtReq { fd, flags }, |p, fds| {
+        self.exec(self.open_at_call(fd, flags)?)
+    }
+
+    /// [`open_at`](Self::open_at) as a [`Call`].
+    pub fn open_at_call(&self, fd: FdId, flags: u32) -> Result<Call<(FdId, Option<OwnedFd>)>> {
+        Call::new(&OpenAtReq { fd, flags }, |_, p, fds| {
             let resp = OpenAtResp::decode_payload(p)?;
             Ok((resp.open_fd, fds.into_iter().next()))
         })
@@ -330,14 +533,23 @@ impl Client {
     pub fn close(&self, fds: &[FdId]) -> Result<()> {
         let mut first_err = None;
         for batch in fds.chunks(CLOSE_BATCH_SIZE) {
-            let req = CloseReq {
-                fds: FdArray::from_items(batch),
-            };
-            if let Err(e) = self.call(&req, |_, _| Ok(())) {
+            if let Err(e) = self.close_call(batch).and_then(|c| self.exec(c)) {
                 first_err.get_or_insert(e);
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// One Close request as a [`Call`]: at most [`CLOSE_BATCH_SIZE`]
+    /// FDIDs (EINVAL otherwise).
+    pub fn close_call(&self, fds: &[FdId]) -> Result<Call<()>> {
+        if fds.len() > CLOSE_BATCH_SIZE {
+            return Err(Error::Errno(EINVAL));
+        }
+        let req = CloseReq {
+            fds: FdArray::from_items(fds),
+        };
+        Call::new(&req, |_, _, _| Ok(()))
     }
 
     /// FSync: syncs open FDs. No FDs means no request. FDIDs are sent in as
@@ -435,6 +647,35 @@ impl Client {
             }
         }
         Ok(done)
+    }
+
+    /// The most bytes one PRead message returns (what [`pread_call`]
+    /// accepts); [`pread`](Self::pread) splits larger reads.
+    ///
+    /// [`pread_call`]: Self::pread_call
+    pub fn pread_chunk(&self) -> u32 {
+        self.max_message_size
+            .saturating_sub(PReadResp::HEADER_LEN as u32)
+            .max(1)
+    }
+
+    /// One PRead message of up to `count` bytes as a [`Call`] (EINVAL above
+    /// [`pread_chunk`](Self::pread_chunk)); fewer bytes come back at end of
+    /// file.
+    pub fn pread_call(&self, fd: FdId, offset: u64, count: u32) -> Result<Call<Vec<u8>>> {
+        if count > self.pread_chunk() {
+            return Err(Error::Errno(EINVAL));
+        }
+        Call::new(&PReadReq { offset, fd, count }, move |_, p, _| {
+            let data = PReadResp::decode_payload(p)?.data;
+            if data.len() > count as usize {
+                return Err(Error::protocol(format!(
+                    "PRead of {count} bytes returned {} bytes",
+                    data.len()
+                )));
+            }
+            Ok(data.to_vec())
+        })
     }
 
     /// MkdirAt: creates the directory `name` in `dir` with permission bits
@@ -796,14 +1037,10 @@ impl Client {
         }
         // An idle channel if there is one, as gVisor's client does; the
         // socket otherwise.
-        if let Some(channels) = self.channels.get() {
-            for ch in channels {
-                if let Ok(mut ch) = ch.try_lock() {
-                    if !ch.dead {
-                        return ch.round_trip(req, decode);
-                    }
-                }
-            }
+        if let Some(mut ch) = self.take_channel() {
+            let r = ch.round_trip(req, decode);
+            self.put_back(ch);
+            return r;
         }
         self.lock_conn().round_trip(req, decode)
     }
@@ -825,7 +1062,7 @@ impl Client {
                 .channel()
                 .and_then(|grant| Channel::new(grant, spin_limit))
             {
-                Ok(ch) => made.push(Mutex::new(ch)),
+                Ok(ch) => made.push(ch),
                 Err(e) => {
                     first_err.get_or_insert(e);
                     break;
@@ -836,7 +1073,13 @@ impl Client {
             return Err(first_err.unwrap_or(Error::Errno(EIO)));
         }
         let n = made.len();
-        self.channels.set(made).map_err(|_| Error::Errno(EINVAL))?;
+        let all = made.iter().map(|ch| Arc::clone(&ch.ep)).collect();
+        self.channels
+            .set(Channels {
+                idle: Mutex::new(made),
+                all,
+            })
+            .map_err(|_| Error::Errno(EINVAL))?;
         Ok(n)
     }
 
@@ -880,30 +1123,44 @@ impl Conn {
     where
         Q: Message<'q>,
     {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let r = match req.encode_to_vec(&mut out) {
+            Ok(()) => self.round_trip_raw(Q::MID, &out, decode),
+            Err(e) => Err(e.into()),
+        };
+        self.out = out;
+        r
+    }
+
+    /// A round trip with an encoded request payload.
+    fn round_trip_raw<R>(
+        &mut self,
+        mid: Mid,
+        payload: &[u8],
+        decode: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<R>,
+    ) -> Result<R> {
         if self.broken {
             return Err(Error::Io(io::Error::new(
                 io::ErrorKind::NotConnected,
                 "the LISAFS connection has failed",
             )));
         }
-        self.out.clear();
-        req.encode_to_vec(&mut self.out)?;
-        if self.out.len() > self.comm.max_payload() as usize {
+        if payload.len() > self.comm.max_payload() as usize {
             // gVisor's client refuses an oversized request the same way.
             return Err(Error::Errno(EIO));
         }
-        if let Err(e) = self.comm.send(Q::MID, &self.out, &[]) {
+        if let Err(e) = self.comm.send(mid, payload, &[]) {
             self.fail();
             return Err(Error::Io(e));
         }
-        let frame = match self.comm.recv(reply_fds(Q::MID)) {
+        let frame = match self.comm.recv(reply_fds(mid)) {
             Ok(frame) => frame,
             // The transport skipped the payload: still in step.
-            Err(RecvError::TooLarge { mid, len }) => {
+            Err(RecvError::TooLarge { mid: got, len }) => {
                 return Err(Error::protocol(format!(
                     "reply for MID {} ({}) has a {len}-byte payload, over the limit",
-                    Q::MID.0,
-                    mid.0
+                    mid.0, got.0
                 )))
             }
             Err(e) => {
@@ -919,11 +1176,11 @@ impl Conn {
             }
             return Err(Error::Errno(errno));
         }
-        if frame.mid != Q::MID {
+        if frame.mid != mid {
             return Err(Error::protocol(format!(
                 "sent MID {} ({}), got a reply with MID {}",
-                Q::MID.0,
-                Q::MID.name().unwrap_or("?"),
+                mid.0,
+                mid.name().unwrap_or("?"),
                 frame.mid.0
             )));
         }
@@ -938,10 +1195,11 @@ impl Conn {
 }
 
 /// A flipcall channel: a mapped packet window and the socket its FDs
-/// travel on. Used under its own lock, one request at a time.
+/// travel on. Out of the pool it belongs to one caller, one request at a
+/// time.
 #[derive(Debug)]
 struct Channel {
-    ep: Endpoint,
+    ep: Arc<Endpoint>,
     fd_socket: OwnedFd,
     out: Vec<u8>,
     reply: Vec<u8>,
@@ -967,7 +1225,7 @@ impl Channel {
         ep.connect()
             .map_err(|e| Error::protocol(format!("channel handshake: {e}")))?;
         Ok(Channel {
-            ep,
+            ep: Arc::new(ep),
             fd_socket: grant.fd_socket,
             out: Vec::new(),
             reply: Vec::new(),
@@ -983,28 +1241,49 @@ impl Channel {
     where
         Q: Message<'q>,
     {
-        self.out.clear();
-        req.encode_to_vec(&mut self.out)?;
-        let header = ChannelHeader {
-            mid: Q::MID,
-            num_fds: 0,
-        }
-        .to_bytes();
-        let sent = self
-            .ep
-            .write_data(&[&header, &self.out])
-            .map_err(|_| Error::Errno(EIO));
-        let len = match sent.and_then(|n| {
-            self.ep
-                .send_recv(n)
-                .map_err(|e| Error::protocol(e.to_string()))
-        }) {
-            Ok(len) => len,
-            Err(e) => {
-                self.dead = true;
-                return Err(e);
-            }
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let r = match req.encode_to_vec(&mut out) {
+            Ok(()) => self
+                .send(Q::MID, &out)
+                .and_then(|()| self.recv())
+                .and_then(|len| self.finish(len, Q::MID, decode)),
+            Err(e) => Err(e.into()),
         };
+        self.out = out;
+        r
+    }
+
+    /// Writes a request into the window and hands it to the server.
+    fn send(&mut self, mid: Mid, payload: &[u8]) -> Result<()> {
+        let header = ChannelHeader { mid, num_fds: 0 }.to_bytes();
+        // Too large for the window: refused like an oversized socket
+        // request, and the window was not handed over.
+        let n = self
+            .ep
+            .write_data(&[&header, payload])
+            .map_err(|_| Error::Errno(EIO))?;
+        self.ep.send(n).map_err(|e| {
+            self.dead = true;
+            Error::protocol(e.to_string())
+        })
+    }
+
+    /// Blocks until the server hands the window back; its datagram length.
+    fn recv(&mut self) -> Result<u32> {
+        self.ep.recv().map_err(|e| {
+            self.dead = true;
+            Error::protocol(e.to_string())
+        })
+    }
+
+    /// Reads and decodes the reply of `len` bytes to a request of `mid`.
+    fn finish<R>(
+        &mut self,
+        len: u32,
+        mid: Mid,
+        decode: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<R>,
+    ) -> Result<R> {
         // Copy the reply out once: the server could rewrite the window.
         self.ep.read_data(len, &mut self.reply);
         let Some((hdr, payload)) = self.reply.split_first_chunk::<{ ChannelHeader::LEN }>() else {
@@ -1028,14 +1307,13 @@ impl Channel {
             }
             return Err(Error::Errno(errno));
         }
-        if hdr.mid != Q::MID {
+        if hdr.mid != mid {
             return Err(Error::protocol(format!(
                 "sent MID {}, got a channel reply with MID {}",
-                Q::MID.0,
-                hdr.mid.0
+                mid.0, hdr.mid.0
             )));
         }
-        fds.truncate(reply_fds(Q::MID));
+        fds.truncate(reply_fds(mid));
         decode(payload, fds)
     }
 }

@@ -205,6 +205,12 @@ impl fmt::Debug for Endpoint {
 /// throughput of 8 such clients in `npm run bench`.
 pub const DEFAULT_SPIN_LIMIT: u32 = 2_000;
 
+/// How long [`Endpoint::try_recv`] spins before it sleeps: a reply from a
+/// peer running on another CPU takes about a µs, one from a peer that must
+/// first be woken 15-50 µs on a busy 2-vCPU VM; sleeping costs a wake-up of
+/// our own (tens of µs), so spinning a while first pays.
+const TRY_RECV_SPIN: std::time::Duration = std::time::Duration::from_micros(20);
+
 impl Endpoint {
     /// Maps the window `desc` of `fd` as `side`. The window must be at
     /// least a page and under 4 GiB, as gVisor requires.
@@ -447,6 +453,108 @@ impl Endpoint {
             self.wait_until_active()?;
             self.received_len()
         })();
+        self.exit_wait();
+        result
+    }
+
+    /// Split-phase client call, first half: hands the window to the peer
+    /// with a datagram of `len` bytes (already written) and wakes it, without
+    /// waiting. The window then belongs to the peer until its reply: finish
+    /// with [`Endpoint::try_recv`] and/or [`Endpoint::recv`], from this
+    /// thread or another, before sending again. `send` + `recv` is
+    /// [`Endpoint::send_recv`].
+    pub fn send(&self, len: u32) -> Result<(), FlipcallError> {
+        if len > self.data_cap {
+            return Err(FlipcallError::Protocol("datagram larger than the window"));
+        }
+        if self.ctrl.load(Ordering::Acquire) & EPS_SHUTDOWN != 0 {
+            return Err(FlipcallError::Shutdown);
+        }
+        self.data_len().store(len, Ordering::Release);
+        self.set_peer_active()?;
+        self.wake_peer()
+    }
+
+    /// Split-phase, second half with a deadline: waits at most `budget`
+    /// of wall time for the peer's reply and returns its datagram length,
+    /// or `None` if it did not come (the call is still in flight: call
+    /// again, or [`recv`]). It spins for up to 20 µs (a peer already running
+    /// on another CPU answers within a µs), then sleeps on the futex with a
+    /// timeout, so the CPU is free for the peer's thread: on a busy machine
+    /// the peer is often queued on this very CPU, where a longer spin
+    /// starves it. A caller whose thread the peer itself needs (a server backed by
+    /// code on this thread) loses at most `budget` (plus timer slack).
+    ///
+    /// [`recv`]: Endpoint::recv
+    pub fn try_recv(&self, budget: std::time::Duration) -> Result<Option<u32>, FlipcallError> {
+        self.enter_wait()?;
+        let result = self.wait_until_active_for(budget);
+        self.exit_wait();
+        match result {
+            Ok(true) => self.received_len().map(Some),
+            Ok(false) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Like `wait_until_active` but gives up after `budget`; whether the
+    /// window came back.
+    fn wait_until_active_for(&self, budget: std::time::Duration) -> Result<bool, FlipcallError> {
+        let start = std::time::Instant::now();
+        let spin_for = TRY_RECV_SPIN.min(budget);
+        let mut spinning = true;
+        let mut polls = 0u32;
+        loop {
+            match self.conn_state().load(Ordering::Acquire) {
+                s if s == self.active => return Ok(true),
+                s if s == self.inactive => {
+                    if self.ctrl.load(Ordering::Acquire) & EPS_SHUTDOWN != 0 {
+                        return Err(FlipcallError::Shutdown);
+                    }
+                    if spinning {
+                        // The clock is read every 64 polls (a vDSO call).
+                        polls = polls.wrapping_add(1);
+                        if !polls.is_multiple_of(64) || start.elapsed() < spin_for {
+                            std::hint::spin_loop();
+                            continue;
+                        }
+                        spinning = false;
+                    }
+                    let Some(left) = budget.checked_sub(start.elapsed()).filter(|d| !d.is_zero())
+                    else {
+                        return Ok(false);
+                    };
+                    let timeout = rustix::thread::Timespec {
+                        tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
+                        tv_nsec: left.subsec_nanos().into(),
+                    };
+                    match futex::wait(
+                        self.conn_state(),
+                        futex::Flags::empty(),
+                        self.inactive,
+                        Some(&timeout),
+                    ) {
+                        Ok(())
+                        | Err(rustix::io::Errno::AGAIN)
+                        | Err(rustix::io::Errno::INTR)
+                        | Err(rustix::io::Errno::TIMEDOUT) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                CS_SHUTDOWN => return Err(FlipcallError::Shutdown),
+                _ => return Err(FlipcallError::Protocol("unexpected connection state")),
+            }
+        }
+    }
+
+    /// Split-phase, blocking second half: waits for the reply to a
+    /// [`send`](Endpoint::send) (spinning up to the spin limit, then on the
+    /// futex) and returns the peer's datagram length. [`shutdown`] wakes it.
+    ///
+    /// [`shutdown`]: Endpoint::shutdown
+    pub fn recv(&self) -> Result<u32, FlipcallError> {
+        self.enter_wait()?;
+        let result = self.wait_until_active().and_then(|()| self.received_len());
         self.exit_wait();
         result
     }

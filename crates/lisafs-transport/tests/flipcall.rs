@@ -196,3 +196,70 @@ fn fds_travel_one_per_datagram() {
     assert_eq!(&buf, b"x");
     assert!(recv_fd(b.as_fd()).is_err(), "nothing pending: no block");
 }
+
+#[test]
+fn split_phase_send_then_poll_or_wait_on_another_thread() {
+    let (c, s, _) = pair(DEFAULT_SPIN_LIMIT);
+    // A server that holds every request for a while before answering: the
+    // client's bounded poll must give up, and a blocking recv elsewhere
+    // must then get the reply.
+    let slow = std::thread::spawn(move || -> Result<(), FlipcallError> {
+        let mut len = s.recv_first()?;
+        let mut buf = Vec::new();
+        loop {
+            s.read_data(len, &mut buf);
+            if buf == b"slow" {
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            buf.reverse();
+            let n = s.write_data(&[&buf])?;
+            len = match s.send_recv(n) {
+                Ok(l) => l,
+                Err(FlipcallError::Shutdown) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+        }
+    });
+    c.connect().unwrap();
+    let mut out = Vec::new();
+
+    // Answered at once: polling with a generous budget finds the reply.
+    let n = c.write_data(&[b"fast"]).unwrap();
+    c.send(n).unwrap();
+    let len = c
+        .try_recv(Duration::from_secs(5))
+        .unwrap()
+        .expect("reply within the budget");
+    c.read_data(len, &mut out);
+    assert_eq!(out, b"tsaf");
+
+    // Held back: a short poll returns None, another thread finishes.
+    let n = c.write_data(&[b"slow"]).unwrap();
+    c.send(n).unwrap();
+    assert!(c.try_recv(Duration::from_micros(10)).unwrap().is_none());
+    let c2 = Arc::clone(&c);
+    let len = std::thread::spawn(move || c2.recv())
+        .join()
+        .unwrap()
+        .unwrap();
+    c.read_data(len, &mut out);
+    assert_eq!(out, b"wols");
+
+    // Shutdown ends a pending poll and a pending recv.
+    let n = c.write_data(&[b"slow"]).unwrap();
+    c.send(n).unwrap();
+    let c2 = Arc::clone(&c);
+    let waiter = std::thread::spawn(move || c2.recv());
+    std::thread::sleep(Duration::from_millis(5));
+    c.shutdown();
+    assert!(matches!(
+        waiter.join().unwrap(),
+        Err(FlipcallError::Shutdown) | Ok(_)
+    ));
+    assert!(matches!(c.send(0), Err(FlipcallError::Shutdown)));
+    assert!(matches!(
+        c.try_recv(Duration::ZERO),
+        Err(FlipcallError::Shutdown)
+    ));
+    slow.join().unwrap().unwrap();
+}
