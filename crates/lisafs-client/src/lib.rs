@@ -53,6 +53,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod budget;
 mod error;
 
 use std::io;
@@ -77,6 +78,7 @@ use lisafs_wire::{
     WalkStatResp, PRE_MOUNT_MAX_MESSAGE_SIZE,
 };
 
+pub use budget::SyncBudget;
 pub use error::{Error, Result};
 pub use lisafs_wire::{
     errno, statx_mask, FdId, Gid, Inode, Mid, SetStatReq, StatFs, Statx, StatxTimestamp, Timespec,

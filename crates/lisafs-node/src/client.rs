@@ -17,12 +17,11 @@
 //! skipped, save for an occasional probe.
 
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lisafs_client::{Call, Client, Dirent, Error as ClientError, Started};
+use lisafs_client::{Call, Client, Dirent, Error as ClientError, Started, SyncBudget};
 use lisafs_wire::{self as w, Gid, SetStatReq, Uid};
 use napi::bindgen_prelude::{BigInt, Buffer, Either, Object, ToNapiValue};
 use napi::{Env, Status};
@@ -112,14 +111,6 @@ pub struct NativeConnectOptions {
 /// about a µs, one from a server woken from its futex in ~15-30 µs on a
 /// busy 2-vCPU VM; slower ones are better waited for off Node's thread.
 const DEFAULT_SYNC_BUDGET_US: u32 = 50;
-/// Misses in a row after which the budget is skipped (the reply is then
-/// only checked briefly before handing off): a server that needs Node's
-/// thread (a JS backend in this process) can never answer within it ...
-const MISS_STREAK: u32 = 8;
-/// ... except every this many calls. Often, because a server that merely
-/// went cold (its thread asleep after a slow call) answers the next probe.
-const PROBE_EVERY: u32 = 4;
-
 /// A low-level LISAFS client: one method per message, FDIDs as bigint.
 /// Use the `Client` class of the TypeScript API instead.
 #[napi]
@@ -129,11 +120,7 @@ pub struct NativeClient {
     /// Whether the server granted channels.
     channels: bool,
     /// Poll budget on Node's thread; zero: every call goes to the worker.
-    budget: Duration,
-    /// Consecutive calls whose reply did not come within the budget.
-    misses: AtomicU32,
-    /// Calls made while skipping the budget, to schedule probes.
-    skipped: AtomicU32,
+    budget: SyncBudget,
 }
 
 fn raw(fd: OwnedFd) -> i32 {
@@ -231,9 +218,7 @@ impl NativeClient {
                 client: Arc::new(client),
                 jobs,
                 channels,
-                budget: Duration::from_micros(budget_us.into()),
-                misses: AtomicU32::new(0),
-                skipped: AtomicU32::new(0),
+                budget: SyncBudget::new(Duration::from_micros(budget_us.into())),
             }
         })
     }
@@ -284,23 +269,6 @@ impl NativeClient {
         run_on(env, &self.jobs, op, move || call(&client), to_js)
     }
 
-    /// The poll budget for the next call: the full one, unless the last
-    /// calls all missed it (then zero, with a full probe now and then).
-    fn next_budget(&self) -> Duration {
-        if self.misses.load(Ordering::Relaxed) < MISS_STREAK {
-            return self.budget;
-        }
-        if self
-            .skipped
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(PROBE_EVERY)
-        {
-            self.budget
-        } else {
-            Duration::ZERO
-        }
-    }
-
     /// The fast path (see the module docs): completes `call` on Node's
     /// thread if its reply comes within the budget (a value, or a thrown
     /// error), else returns a promise the worker thread settles.
@@ -317,16 +285,16 @@ impl NativeClient {
     {
         let call = call.map_err(|e| reject(op, &e))?;
         let client = Arc::clone(&self.client);
-        if !self.channels || self.budget.is_zero() {
+        if !self.channels || self.budget.full().is_zero() {
             return run_on(env, &self.jobs, op, move || client.exec(call), to_js).map(Either::B);
         }
-        match self.client.start(call, self.next_budget()) {
+        match self.client.start(call, self.budget.next()) {
             Started::Done(r) => {
-                self.misses.store(0, Ordering::Relaxed);
+                self.budget.hit();
                 r.map(|v| Either::A(to_js(v))).map_err(|e| reject(op, &e))
             }
             Started::Pending(p) => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
+                self.budget.miss();
                 run_on(env, &self.jobs, op, move || p.wait(&client), to_js).map(Either::B)
             }
             // Every channel is busy with a call the worker is finishing:
