@@ -32,16 +32,13 @@ fn default_max_channels() -> usize {
 
 /// How long a channel thread spins for the next request before sleeping,
 /// while spinning pays off (the spin is adaptive, see
-/// [`Endpoint::set_adaptive_spin`]). About what a futex sleep and wake-up
-/// cost, so that spinning never wastes much more than sleeping would; a
-/// client that spins itself sends its next request well within it.
-fn server_spin() -> std::time::Duration {
-    let us = std::env::var("LISAFS_SERVER_SPIN_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
-    std::time::Duration::from_micros(us)
-}
+/// [`Endpoint::set_adaptive_spin`]). Long enough to cover gVisor's client
+/// coming back after its futex wake-up on a small VM (which spares the
+/// server a wake-up from idle, tens of microseconds there; 10 us lost
+/// pread_1m over a channel its lead over gVisor); a client that spins
+/// itself answers far sooner. About what the old fixed 2,000 iterations
+/// took on the benchmark machine.
+const SERVER_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 fn eio<E>(_: E) -> Errno {
     Errno::EIO
@@ -73,7 +70,7 @@ impl Connection {
         let len = PACKET_HEADER_LEN + ChannelHeader::LEN + self.max_message_size as usize;
         let desc = alloc.allocate(len).map_err(eio)?;
         let mut endpoint = Endpoint::new(alloc.fd(), desc, Side::Server).map_err(eio)?;
-        endpoint.set_spin_limit(flipcall::spins_for(server_spin()));
+        endpoint.set_spin_limit(flipcall::spins_for(SERVER_SPIN));
         endpoint.set_adaptive_spin(true);
         let endpoint = Arc::new(endpoint);
         let (server_sock, client_sock) = flipcall::fd_socket_pair().map_err(Errno::from)?;

@@ -221,12 +221,12 @@ pub const DEFAULT_SPIN_LIMIT: u32 = 2_000;
 /// Adaptive spin: after this many consecutive waits that the spin did not
 /// catch, an endpoint stops spinning. More than one, so that a single slow
 /// request (a large read, a preempted peer) does not end it.
-const SPIN_MISSES_BEFORE_SLEEP: u32 = 2;
+const SPIN_MISSES_BEFORE_SLEEP: u32 = 8;
 
 /// Adaptive spin: an endpoint that stopped spinning spins once more every
 /// this many waits, to notice a peer that became fast again. The cost of a
 /// futile probe is one spin budget per this many round trips.
-const SPIN_PROBE_INTERVAL: u32 = 64;
+const SPIN_PROBE_INTERVAL: u32 = 16;
 
 /// How many iterations of the spin loop take about `d` on this machine,
 /// at least 1. Measured once per process (the best of a few short trials,
@@ -317,7 +317,8 @@ impl Endpoint {
     /// `SPIN_MISSES_BEFORE_SLEEP` waits. Once it stops paying off the
     /// endpoint sleeps on the futex at once, as gVisor does, and spins again
     /// only on a probe (one wait in `SPIN_PROBE_INTERVAL`) that catches the
-    /// peer.
+    /// peer. (Yielding the CPU while spinning was tried: on a shared
+    /// machine it hands the CPU to unrelated work for a whole time slice.)
     ///
     /// For a server facing gVisor's client, which always sleeps on the futex
     /// after waking the server and so comes back only after a futex wake-up,
