@@ -18,6 +18,7 @@ mod connection;
 mod errno;
 mod fd;
 mod handlers;
+mod name;
 mod node;
 mod serve;
 mod service;

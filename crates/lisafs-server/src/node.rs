@@ -19,6 +19,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::{Mutex, RwLock};
 
 use crate::fd::ControlFd;
+use crate::name::Name;
 use crate::stats::Counters;
 use crate::weak_list::WeakList;
 
@@ -45,12 +46,12 @@ struct Lists {
     control_fds: WeakList<ControlFd>,
 }
 
-/// A directory's children. The key shares its allocation with the child's
-/// own copy of its name ([`Link::name`]).
-type ChildMap = HashMap<Arc<[u8]>, Weak<Node>>;
+/// A directory's children. Short names are inline in the key; a long one
+/// shares its block with the child's own copy ([`Link::name`]).
+type ChildMap = HashMap<Name, Weak<Node>>;
 
 struct Link {
-    name: Arc<[u8]>,
+    name: Name,
     parent: Option<Arc<Node>>,
 }
 
@@ -59,10 +60,10 @@ impl Node {
     /// The root lives as long as the server and is not counted in
     /// [`crate::Stats::nodes`].
     pub(crate) fn new_root(counters: Arc<Counters>) -> Arc<Node> {
-        Self::new(Arc::from(&b""[..]), None, counters)
+        Self::new(Name::new(b""), None, counters)
     }
 
-    fn new(name: Arc<[u8]>, parent: Option<Arc<Node>>, counters: Arc<Counters>) -> Arc<Node> {
+    fn new(name: Name, parent: Option<Arc<Node>>, counters: Arc<Counters>) -> Arc<Node> {
         if parent.is_some() {
             counters.nodes_inc();
         }
@@ -90,9 +91,9 @@ impl Node {
         if let Some(child) = children.get(name).and_then(Weak::upgrade) {
             return child;
         }
-        let name: Arc<[u8]> = name.into();
+        let name = Name::new(name);
         let child = Node::new(
-            Arc::clone(&name),
+            name.clone(),
             Some(Arc::clone(self)),
             Arc::clone(&self.counters),
         );
@@ -154,13 +155,13 @@ impl Node {
     ///
     /// Precondition: the rename lock is held exclusively.
     pub(crate) fn move_global(self: &Arc<Node>, new_parent: &Arc<Node>, new_name: &[u8]) {
-        let new_name: Arc<[u8]> = new_name.into();
+        let new_name = Name::new(new_name);
         let old_parent = {
             let mut link = self.link.lock();
-            let old_name = core::mem::replace(&mut link.name, Arc::clone(&new_name));
+            let old_name = core::mem::replace(&mut link.name, new_name.clone());
             let old_parent = link.parent.replace(Arc::clone(new_parent));
             if let Some(p) = &old_parent {
-                p.remove_child_global(&old_name, self);
+                p.remove_child_global(old_name.as_bytes(), self);
             }
             old_parent
         };
@@ -211,7 +212,7 @@ impl Drop for Node {
         let link = self.link.get_mut();
         if let Some(parent) = link.parent.take() {
             self.counters.nodes_dec();
-            parent.remove_child_entry(&link.name, me);
+            parent.remove_child_entry(link.name.as_bytes(), me);
             // `parent` is dropped here, after its lists lock is released.
         }
     }
