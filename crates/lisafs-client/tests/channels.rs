@@ -29,6 +29,26 @@ fn requests_travel_over_channels_with_fds() {
     let mut back = vec![0u8; data.len()];
     assert_eq!(h.client.pread(open_fd, 0, &mut back).unwrap(), data.len());
     assert_eq!(back, data);
+    // PRead is answered in place in the window: short reads, end of file
+    // and errors too.
+    let mut small = [0u8; 10];
+    assert_eq!(
+        h.client
+            .pread(open_fd, data.len() as u64 - 4, &mut small)
+            .unwrap(),
+        4
+    );
+    assert_eq!(small[..4], [0x5a; 4]);
+    assert_eq!(
+        h.client
+            .pread(open_fd, data.len() as u64, &mut small)
+            .unwrap(),
+        0
+    );
+    assert!(matches!(
+        h.client.pread(file.control_fd, 0, &mut small),
+        Err(Error::Errno(errno::EINVAL))
+    ));
     // Errors come back over the channel too.
     assert!(matches!(
         h.client.walk(FdId(999), &[b"x"]),

@@ -326,10 +326,12 @@ impl ControlFdImpl for HostControl {
             _ => {}
         }
         let mut flags = OFlags::from_bits_retain(flags) & (OFlags::ACCMODE | OFlags::TRUNC);
-        if self.ftype == FileType::Fifo {
+        if matches!(self.ftype, FileType::Fifo | FileType::RegularFile) {
             // A blocking open of a FIFO waits for the other end: a client
-            // could park this connection's thread forever. The donated FD is
-            // made non-blocking anyway.
+            // could park this connection's thread forever. Both are donated,
+            // and the core makes donated FDs non-blocking; the donation
+            // shares this file description, so opening non-blocking spares
+            // it an F_SETFL per open (regular files ignore the flag for I/O).
             flags |= OFlags::NONBLOCK;
         }
         let fd = reopen(self.shared.proc_fd.as_fd(), self.fd.as_fd(), flags)?;
@@ -369,7 +371,9 @@ impl ControlFdImpl for HostControl {
         Self::undo_umask(&self.shared, child.as_fd(), false, mode)?;
         chown_fd(child.as_fd(), uid, gid)?;
         let stat = stat_fd(child.as_fd())?;
-        let flags = OFlags::from_bits_retain(flags) & (OFlags::ACCMODE | OFlags::TRUNC);
+        // Non-blocking as in `open`: the donation shares the description.
+        let flags =
+            OFlags::from_bits_retain(flags) & (OFlags::ACCMODE | OFlags::TRUNC) | OFlags::NONBLOCK;
         let open_fd = reopen(self.shared.proc_fd.as_fd(), child.as_fd(), flags)?;
         // O_CREAT | O_EXCL made a regular file: donating it is best effort.
         let donate = dup(open_fd.as_fd()).ok();

@@ -168,7 +168,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn error(&mut self, errno: Errno) {
+    pub(crate) fn error(&mut self, errno: Errno) {
         self.mid = Mid::ERROR;
         self.payload.clear();
         self.fds.clear();
@@ -230,7 +230,7 @@ impl Connection {
         self.closing.load(Ordering::Acquire)
     }
 
-    fn is_supported(&self, mid: Mid) -> bool {
+    pub(crate) fn is_supported(&self, mid: Mid) -> bool {
         self.supported
             .get(usize::from(mid.0))
             .copied()

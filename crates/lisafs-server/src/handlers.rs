@@ -416,6 +416,18 @@ impl Connection {
     }
 
     fn pread(&self, payload: &[u8], reply: &mut Reply) -> FsResult<()> {
+        let (fd, req) = self.pread_check(payload)?;
+        // Read straight into the reply buffer, after room for the length.
+        reply
+            .payload
+            .resize(w::PReadResp::HEADER_LEN + req.count as usize, 0);
+        let n = self.pread_into(&fd, &req, &mut reply.payload)?;
+        reply.payload.truncate(n);
+        Ok(())
+    }
+
+    /// PRead's checks, in gVisor's order: the FD, its mode, the size.
+    fn pread_check(&self, payload: &[u8]) -> FsResult<(Arc<OpenFd>, w::PReadReq)> {
         let req: w::PReadReq = decode(payload)?;
         let fd = self.lookup_open(req.fd)?;
         if !fd.readable {
@@ -425,16 +437,53 @@ impl Connection {
         if header as u64 + u64::from(req.count) > u64::from(self.max_message_size) {
             return Err(Errno::ENOBUFS);
         }
+        Ok((fd, req))
+    }
+
+    /// Reads for `req` into `out` laid out as a PRead response (length,
+    /// then data); returns the response's length. `out` must hold the
+    /// header and `req.count` bytes.
+    fn pread_into(&self, fd: &OpenFd, req: &w::PReadReq, out: &mut [u8]) -> FsResult<usize> {
+        let header = w::PReadResp::HEADER_LEN;
         let count = req.count as usize;
-        // Read straight into the reply buffer, after room for the length.
-        reply.payload.resize(header + count, 0);
-        let n = self.safely_read(&fd.control, || {
-            fd.imp.read(&mut reply.payload[header..], req.offset)
-        })?;
+        let (len, data) = out.split_at_mut_checked(header).ok_or(Errno::ENOBUFS)?;
+        let data = data.get_mut(..count).ok_or(Errno::ENOBUFS)?;
+        let n = self.safely_read(&fd.control, || fd.imp.read(data, req.offset))?;
         let n = n.min(count);
-        reply.payload.truncate(header + n);
-        reply.payload[..header].copy_from_slice(&(n as u64).to_le_bytes());
-        Ok(())
+        len.copy_from_slice(&(n as u64).to_le_bytes());
+        Ok(header + n)
+    }
+
+    /// Handles a PRead whose response goes straight into `out` (a channel's
+    /// window, so the data is read from the host once and never copied).
+    /// Returns the response payload's length, or `None` when the response
+    /// (an error) is in `reply` instead.
+    pub(crate) fn handle_pread_in_place(
+        &self,
+        payload: &[u8],
+        out: &mut [u8],
+        reply: &mut Reply,
+    ) -> Option<usize> {
+        let result = if self.is_closing() {
+            Err(Errno::ECONNRESET)
+        } else if !self.is_supported(Mid::PREAD) {
+            Err(Errno::EOPNOTSUPP)
+        } else {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let (fd, req) = self.pread_check(payload)?;
+                self.pread_into(&fd, &req, out)
+            }))
+            .unwrap_or(Err(Errno::EREMOTEIO))
+        };
+        match result {
+            Ok(n) => Some(n),
+            Err(errno) => {
+                reply.mid = Mid::PREAD;
+                reply.fds.clear();
+                reply.error(errno);
+                None
+            }
+        }
     }
 
     /// The shared shape of MkdirAt, MknodAt and SymlinkAt.

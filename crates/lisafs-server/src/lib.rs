@@ -8,7 +8,7 @@
 //! guarantee with the rename lock and per-node locks, and encodes replies.
 //!
 //! Lock order (outermost first): server rename lock → node op lock → node
-//! children lock → node control-FD list lock.
+//! link lock → node lists lock (children and control FDs).
 
 #![warn(missing_docs)]
 
@@ -18,10 +18,12 @@ mod connection;
 mod errno;
 mod fd;
 mod handlers;
+mod name;
 mod node;
 mod serve;
 mod service;
 mod stats;
+mod weak_list;
 
 pub use backend::{
     BoundSocketFdImpl, ConnectionImpl, ControlFdImpl, NewControl, NewOpen, OpenFdImpl,

@@ -3,6 +3,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use lisafs_transport::{RecvError, SockCommunicator};
+use lisafs_wire::{Message, Mid, PReadReq, PReadResp};
 
 use crate::connection::{Connection, Reply};
 
@@ -24,8 +25,20 @@ pub enum ServeEnd {
 pub fn serve_socket(conn: &Connection, mut comm: SockCommunicator) -> ServeEnd {
     comm.set_max_payload(conn.max_message_size());
     let mut reply = Reply::default();
+    // PRead responses are built here, in place: its bytes stay initialized
+    // from one read to the next, so a read is not preceded by zeroing
+    // `count` bytes of the reply buffer.
+    let mut pread_buf = Vec::new();
     let end = loop {
         match comm.recv(0) {
+            Ok(frame) if frame.mid == Mid::PREAD => {
+                if let Some(n) = pread_in_place(conn, frame.payload, &mut pread_buf, &mut reply) {
+                    if let Err(e) = comm.send(Mid::PREAD, &pread_buf[..n], &[]) {
+                        break ServeEnd::Io(e);
+                    }
+                    continue;
+                }
+            }
             Ok(frame) => conn.handle(frame.mid, frame.payload, &mut reply),
             Err(RecvError::TooLarge { .. }) => conn.reply_too_large(&mut reply),
             Err(RecvError::Closed) => break ServeEnd::Closed,
@@ -40,6 +53,30 @@ pub fn serve_socket(conn: &Connection, mut comm: SockCommunicator) -> ServeEnd {
     };
     conn.close();
     end
+}
+
+/// Handles PRead into `buf`, grown (zero-filled) only past its largest
+/// size so far; returns the response's length, or `None` when the response
+/// is in `reply` (an error, or a request too malformed to size).
+fn pread_in_place(
+    conn: &Connection,
+    payload: &[u8],
+    buf: &mut Vec<u8>,
+    reply: &mut Reply,
+) -> Option<usize> {
+    let need = match PReadReq::decode_payload(payload) {
+        Ok(req) => PReadResp::HEADER_LEN + req.count as usize,
+        Err(_) => usize::MAX,
+    };
+    if need > conn.max_message_size() as usize {
+        // Decode failure or ENOBUFS: the ordinary path answers.
+        conn.handle(Mid::PREAD, payload, reply);
+        return None;
+    }
+    if buf.len() < need {
+        buf.resize(need, 0);
+    }
+    conn.handle_pread_in_place(payload, &mut buf[..need], reply)
 }
 
 /// Sends `reply`, then closes the server's copies of its donated FDs.

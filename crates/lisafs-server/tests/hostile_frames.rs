@@ -504,6 +504,31 @@ fn malformed_payloads() {
             count: u32::MAX,
         });
         h.expect_errno("PRead of 4 GiB (64-bit size check)", &r, ENOBUFS);
+        // The server reads into a buffer it reuses without clearing: a
+        // shorter read after a longer one sends only its own bytes.
+        for (offset, count, want) in [
+            (0u64, 100u32, &b"0123456789"[..]),
+            (8, 100, b"89"),
+            (10, 100, b""),
+            (3, 2, b"34"),
+        ] {
+            let r = c.call_msg(&PReadReq {
+                offset,
+                fd: open,
+                count,
+            });
+            let got = match &r {
+                Outcome::Ok { payload, .. } => PReadResp::decode_payload(payload)
+                    .map(|p| p.data.to_vec())
+                    .ok(),
+                _ => None,
+            };
+            h.check(
+                &format!("PRead of {count} at {offset}"),
+                got.as_deref() == Some(want),
+                format!("{r:?}"),
+            );
+        }
         c.close(&[data, open]);
         h.check_healthy(case);
     }

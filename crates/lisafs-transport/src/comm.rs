@@ -16,6 +16,10 @@ use crate::HEADER_LEN;
 /// the receive buffer is smaller, so skipping allocates nothing.
 const DISCARD_CHUNK: usize = 16 * 1024;
 
+/// The receive buffer starts this large (or at the payload limit if that
+/// is smaller): a frame that fits arrives with its header in one `recvmsg`.
+const READ_AHEAD: usize = 64 * 1024;
+
 /// A received frame. Its payload borrows the communicator's receive buffer,
 /// so it must be dropped before the next receive.
 #[derive(Debug)]
@@ -46,7 +50,13 @@ pub struct SockCommunicator {
     // Shared only with `ShutdownHandle`s, which hold it weakly: dropping the
     // communicator closes the socket even while handles exist.
     fd: Arc<OwnedFd>,
+    /// Payloads are received here. When a receive takes no FDs, the header
+    /// and the start of the payload come in one `recvmsg` with the rest of
+    /// the buffer as read-ahead; bytes beyond the frame (a peer that
+    /// pipelines) stay in `buf[start..end]` for the next receive.
     buf: Vec<u8>,
+    start: usize,
+    end: usize,
     max_payload: u32,
 }
 
@@ -65,6 +75,8 @@ impl SockCommunicator {
         Self {
             fd: Arc::new(fd),
             buf: Vec::new(),
+            start: 0,
+            end: 0,
             max_payload,
         }
     }
@@ -81,8 +93,11 @@ impl SockCommunicator {
         self.max_payload = max_payload;
         let max = usize::try_from(max_payload).unwrap_or(usize::MAX);
         if self.buf.len() > max {
-            self.buf.truncate(max);
-            self.buf.shrink_to(max);
+            // Keep the bytes already received but not yet returned.
+            self.compact();
+            let keep = max.max(self.end);
+            self.buf.truncate(keep);
+            self.buf.shrink_to(keep);
         }
     }
 
@@ -102,16 +117,9 @@ impl SockCommunicator {
     /// the next call reads the next frame; every other error leaves the
     /// stream at an unknown position, so the connection should be dropped.
     pub fn recv(&mut self, want_fds: usize) -> Result<Frame<'_>, RecvError> {
-        let fd = self.fd.as_fd();
         let mut fds = Vec::new();
         let mut header = [0u8; HEADER_LEN];
-        let first = sys::recv_first(fd, &mut header, want_fds, &mut fds)?;
-        if first == 0 {
-            return Err(RecvError::Closed);
-        }
-        if sys::recv_exact(fd, &mut header[first..])? < HEADER_LEN - first {
-            return Err(RecvError::Truncated);
-        }
+        self.recv_header(&mut header, want_fds, &mut fds)?;
         let header = SockHeader::from_bytes(&header);
         let len = header.payload_len;
 
@@ -129,16 +137,79 @@ impl SockCommunicator {
             mid: header.mid,
             len,
         })?;
-        self.reserve(len);
-        let payload = &mut self.buf[..len];
-        if sys::recv_exact(self.fd.as_fd(), payload)? < len {
-            return Err(RecvError::Truncated);
+        if self.end - self.start < len {
+            // Make room for the whole payload after what was read ahead.
+            if self.buf.len() - self.start < len {
+                self.compact();
+                self.reserve(len);
+            }
+            let (from, to) = (self.end, self.start + len);
+            if sys::recv_exact(self.fd.as_fd(), &mut self.buf[from..to])? < to - from {
+                return Err(RecvError::Truncated);
+            }
+            self.end = to;
         }
+        let at = self.start;
+        self.start += len;
         Ok(Frame {
             mid: header.mid,
-            payload: &self.buf[..len],
+            payload: &self.buf[at..at + len],
             fds,
         })
+    }
+
+    /// Fills `header` from the bytes read ahead or from the socket. With
+    /// nothing read ahead and no FDs wanted, one `recvmsg` takes the header
+    /// and as much of the payload as has arrived. When FDs are wanted the
+    /// header is read alone, as before: descriptors then always come with
+    /// this frame's first bytes, never with a following frame's.
+    fn recv_header(
+        &mut self,
+        header: &mut [u8; HEADER_LEN],
+        want_fds: usize,
+        fds: &mut Vec<OwnedFd>,
+    ) -> Result<(), RecvError> {
+        let fd = self.fd.as_fd();
+        let got;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if want_fds == 0 && self.buf.is_empty() {
+                let max = usize::try_from(self.max_payload).unwrap_or(usize::MAX);
+                self.buf.resize(READ_AHEAD.min(max), 0);
+            }
+            let ahead: &mut [u8] = if want_fds == 0 {
+                &mut self.buf
+            } else {
+                &mut []
+            };
+            let n = sys::recv_first(fd, header, ahead, want_fds, fds)?;
+            if n == 0 {
+                return Err(RecvError::Closed);
+            }
+            got = n.min(HEADER_LEN);
+            self.end = n - got;
+        } else {
+            // A peer that pipelines: the next header was read ahead
+            // (without FDs, which the kernel then dropped).
+            let n = (self.end - self.start).min(HEADER_LEN);
+            header[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+            self.start += n;
+            got = n;
+        }
+        if got < HEADER_LEN && sys::recv_exact(fd, &mut header[got..])? < HEADER_LEN - got {
+            return Err(RecvError::Truncated);
+        }
+        Ok(())
+    }
+
+    /// Moves the bytes read ahead to the front of the buffer.
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
     }
 
     /// Sends one frame: the header and `payload` go out in one `sendmsg`
@@ -240,8 +311,19 @@ impl SockCommunicator {
         self.buf.resize(target, 0);
     }
 
-    /// Reads and drops `len` payload bytes.
+    /// Reads and drops `len` payload bytes, starting with those read ahead.
     fn discard(&mut self, len: u32) -> Result<(), RecvError> {
+        let buffered = (self.end - self.start).min(usize::try_from(len).unwrap_or(usize::MAX));
+        self.start += buffered;
+        let len = len - buffered as u32;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else {
+            // The whole oversized payload was read ahead; what follows it
+            // stays buffered.
+            return Ok(());
+        }
         let mut stack = [0u8; DISCARD_CHUNK];
         let scratch: &mut [u8] = if self.buf.len() > DISCARD_CHUNK {
             &mut self.buf

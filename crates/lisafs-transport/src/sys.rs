@@ -73,9 +73,26 @@ fn recv_once(
     control: &mut RecvAncillaryBuffer<'_>,
     flags: RecvFlags,
 ) -> io::Result<usize> {
+    recv_once_into(fd, buf, &mut [], control, flags)
+}
+
+/// One successful `recvmsg` filling `head` then `tail`; 0 means end of
+/// file.
+fn recv_once_into(
+    fd: BorrowedFd<'_>,
+    head: &mut [u8],
+    tail: &mut [u8],
+    control: &mut RecvAncillaryBuffer<'_>,
+    flags: RecvFlags,
+) -> io::Result<usize> {
     loop {
-        let mut iov = [IoSliceMut::new(buf)];
-        match recvmsg(fd, &mut iov, control, flags | RecvFlags::CMSG_CLOEXEC) {
+        let mut iov = [IoSliceMut::new(head), IoSliceMut::new(tail)];
+        let iov = if iov[1].is_empty() {
+            &mut iov[..1]
+        } else {
+            &mut iov[..]
+        };
+        match recvmsg(fd, iov, control, flags | RecvFlags::CMSG_CLOEXEC) {
             Ok(r) => return Ok(r.bytes),
             Err(Errno::INTR) => {}
             Err(Errno::AGAIN) => wait(fd, PollFlags::IN)?,
@@ -106,12 +123,14 @@ pub(crate) fn recv_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize
     Ok(got)
 }
 
-/// Reads the first bytes of a frame into `buf` (non-empty), taking up to
-/// `want_fds` descriptors from that read. Returns the bytes read (0 at end
-/// of file); `fds` receives the descriptors.
+/// Reads the first bytes of a frame into `buf` (non-empty) and, in the
+/// same `recvmsg`, whatever follows into `ahead` (may be empty), taking up
+/// to `want_fds` descriptors from that read. Returns the bytes read (0 at
+/// end of file); `fds` receives the descriptors.
 pub(crate) fn recv_first(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
+    ahead: &mut [u8],
     want_fds: usize,
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<usize> {
@@ -123,7 +142,7 @@ pub(crate) fn recv_first(
     } else {
         RecvAncillaryBuffer::new(cmsg_room(&mut storage, want_fds))
     };
-    let n = recv_once(fd, buf, &mut control, RecvFlags::empty())?;
+    let n = recv_once_into(fd, buf, ahead, &mut control, RecvFlags::empty())?;
     if want_fds > 0 {
         for msg in control.drain() {
             if let RecvAncillaryMessage::ScmRights(rights) = msg {

@@ -197,6 +197,72 @@ fn fds_travel_one_per_datagram() {
     assert!(recv_fd(b.as_fd()).is_err(), "nothing pending: no block");
 }
 
+/// An adaptive server facing a client that is slow to send its next
+/// request stops spinning, and round trips keep working through the futex
+/// (and through the occasional probe).
+#[test]
+fn adaptive_spin_stops_for_a_slow_peer() {
+    let mut alloc = WindowAllocator::new().unwrap();
+    let desc = alloc
+        .allocate(window_len_for_data_cap(64).unwrap())
+        .unwrap();
+    let c = Arc::new(Endpoint::new(alloc.fd(), desc, Side::Client).unwrap());
+    let mut s = Endpoint::new(alloc.fd(), desc, Side::Server).unwrap();
+    // One iteration: far shorter than the client's pause below.
+    s.set_spin_limit(1);
+    s.set_adaptive_spin(true);
+    let s = Arc::new(s);
+    assert!(s.is_spinning());
+    let server = echo_server(Arc::clone(&s));
+    c.connect().unwrap();
+    let mut out = Vec::new();
+    for i in 0..130u8 {
+        // Gives the server time to reach its wait before the request.
+        std::thread::sleep(Duration::from_millis(1));
+        let n = c.write_data(&[&[i, 0]]).unwrap();
+        let len = c.send_recv(n).unwrap();
+        c.read_data(len, &mut out);
+        assert_eq!(out, [0, i]);
+    }
+    assert!(!s.is_spinning(), "spinning never paid off");
+    c.shutdown();
+    assert_eq!(server.join().unwrap().unwrap(), 130);
+}
+
+/// A datagram built in place is what the peer receives, and its length is
+/// bounded by the window whatever the builder claims.
+#[test]
+fn write_data_in_place() {
+    let (c, s, _) = pair(0);
+    let server = std::thread::spawn(move || {
+        let len = s.recv_first()?;
+        let mut buf = Vec::new();
+        s.read_data(len, &mut buf);
+        let n = s.write_data_in_place(|data| {
+            data[..buf.len()].copy_from_slice(&buf);
+            data[buf.len()] = 9;
+            buf.len() + 1
+        })?;
+        assert_eq!(s.send_recv(n)?, 0);
+        // A builder claiming more than the window gets the window.
+        let n = s.write_data_in_place(|_| usize::MAX)?;
+        assert_eq!(n, s.data_cap());
+        s.send_recv(n)
+    });
+    c.connect().unwrap();
+    let n = c.write_data(&[b"abc"]).unwrap();
+    let len = c.send_recv(n).unwrap();
+    let mut out = Vec::new();
+    c.read_data(len, &mut out);
+    assert_eq!(out, b"abc\x09");
+    assert_eq!(c.send_recv(0).unwrap(), c.data_cap());
+    c.shutdown();
+    assert!(matches!(
+        server.join().unwrap(),
+        Err(FlipcallError::Shutdown)
+    ));
+}
+
 #[test]
 fn split_phase_send_then_poll_or_wait_on_another_thread() {
     let (c, s, _) = pair(DEFAULT_SPIN_LIMIT);

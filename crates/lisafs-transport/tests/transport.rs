@@ -26,6 +26,7 @@ scenario_tests!(
     shutdown_unblocks_recv,
     send_errors,
     nonblocking_sockets,
+    pipelined_frames,
 );
 
 #[test]

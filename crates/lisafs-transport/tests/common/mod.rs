@@ -486,3 +486,44 @@ pub const ALL: &[(&str, fn())] = &[
     ("send_errors", send_errors),
     ("nonblocking_sockets", nonblocking_sockets),
 ];
+
+// --- Read-ahead -------------------------------------------------------------------
+
+/// A peer that pipelines: several frames, an oversized one among them, in
+/// one write. The read-ahead keeps what follows each frame for the next
+/// receive, also when an oversized frame is skipped and when the rest of a
+/// payload is still to come.
+pub fn pipelined_frames() {
+    let (mut comm, raw) = raw_pair();
+    comm.set_max_payload(10);
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&header(Mid::FSTAT, 3));
+    bytes.extend_from_slice(b"one");
+    bytes.extend_from_slice(&header(Mid::PWRITE, 11));
+    bytes.extend_from_slice(&[0xee; 11]);
+    bytes.extend_from_slice(&header(Mid::WALK, 0));
+    bytes.extend_from_slice(&header(Mid::CLOSE, 2));
+    // The last frame's payload is split across the read-ahead and the
+    // socket.
+    bytes.extend_from_slice(b"t");
+    let mut raw = raw;
+    raw.write_all(&bytes).unwrap();
+    let f = comm.recv(0).unwrap();
+    assert_eq!((f.mid, f.payload), (Mid::FSTAT, &b"one"[..]));
+    assert!(matches!(
+        comm.recv(0),
+        Err(RecvError::TooLarge {
+            mid: Mid::PWRITE,
+            len: 11
+        })
+    ));
+    let f = comm.recv(0).unwrap();
+    assert_eq!((f.mid, f.payload.len()), (Mid::WALK, 0));
+    raw.write_all(b"w").unwrap();
+    let f = comm.recv(1).unwrap();
+    assert_eq!((f.mid, f.payload), (Mid::CLOSE, &b"tw"[..]));
+    assert!(f.fds.is_empty());
+    assert!(comm.recv_buffer_capacity() <= 10);
+    drop(raw);
+    assert!(matches!(comm.recv(0), Err(RecvError::Closed)));
+}
