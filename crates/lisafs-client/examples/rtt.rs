@@ -1,7 +1,8 @@
 //! Round-trip latency between our client and our server in one process, on
 //! two threads: an empty RPC (a Walk of no components: dispatch, no
 //! syscall) and FStat of the root (one statx), over the socket and over
-//! flipcall channels with and without spinning.
+//! flipcall channels with and without spinning; then the throughput of a
+//! 1 MiB PRead (our client, one call at a time).
 //!
 //! `cargo run --release -p lisafs-client --example rtt [iterations]`
 
@@ -48,6 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(20_000);
     let dir = std::env::temp_dir().join(format!("lisafs-rtt-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("big"), vec![7u8; 1 << 20])?;
     let fs = Arc::new(HostFs::new(&dir, HostOptions::default())?);
     println!(
         "{:<26} {:>16} {:>10} {:>16} {:>10}",
@@ -72,6 +74,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (em, ep) = measure(iters, || drop(client.walk(root, &[])));
         let (sm, sp) = measure(iters, || drop(client.fstat(root)));
         println!("{name:<26} {em:>16.2} {ep:>10.2} {sm:>16.2} {sp:>10.2}");
+        let (_, inodes) = client.walk(root, &[b"big"])?;
+        let file = inodes.first().ok_or("walk of big failed")?.control_fd;
+        let (fd, _) = client.open_at(file, 0)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let (pm, _) = measure(iters.clamp(1, 2000), || drop(client.pread(fd, 0, &mut buf)));
+        println!(
+            "{:<26} {:>16.2} GB/s 1 MiB PRead (median {pm:.1} µs)",
+            "",
+            (1u64 << 20) as f64 / pm / 1000.0
+        );
         if spin.is_some() {
             // An idle channel must cost nothing: both sides end up asleep
             // on the futex once the spin budget runs out.

@@ -18,6 +18,71 @@ const DIRENT_BUF: usize = 8192;
 /// answers EINVAL, which just ends the read.
 const MAX_DIRENT: usize = 280;
 
+/// Reads of at least this many bytes avoid the kernel's slow copy case.
+const BOUNCE_MIN: usize = 2048;
+/// Bounce buffer size: large reads go through it in chunks of this size,
+/// so a server thread keeps at most this much, and a chunk stays in the
+/// CPU's cache between the kernel's copy and ours.
+const BOUNCE_CHUNK: usize = 256 << 10;
+
+thread_local! {
+    static BOUNCE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether the kernel's page-cache-to-user copy into `dst` for file offset
+/// `off` hits the slow case of x86 `rep movsb`: a destination 1 to 31 bytes
+/// past the source modulo 4 KiB runs about 10x slower (1.6 against 20 GB/s
+/// for a 1 MiB pread on the benchmark machine), while glibc's memcpy has no
+/// such penalty. LISAFS fixes where a PRead's data sits in its reply, a few
+/// bytes into a page-aligned channel window, so the common page-aligned
+/// read lands exactly there.
+fn slow_kernel_copy(dst: *const u8, off: u64) -> bool {
+    let rel = (dst as usize).wrapping_sub(off as usize) & 4095;
+    (1..32).contains(&rel)
+}
+
+/// pread until `buf` is full or end of file.
+fn pread_full(fd: &OwnedFd, buf: &mut [u8], off: u64) -> FsResult<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        let at = offset(off, done)?;
+        match rustix::io::pread(fd, &mut buf[done..], at) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(host(e)),
+        }
+    }
+    Ok(done)
+}
+
+/// [`pread_full`] through `bounce`, then memcpy into `buf`. The chunk sits
+/// 64 bytes past the file offset's page position, which keeps both copies
+/// out of the slow case: the kernel's (64 bytes past its source) and
+/// memcpy's (glibc also uses `rep movsb` for mid-sized copies, and `buf`
+/// lies 1 to 31 bytes past the source's page position, so it is 33 to 63
+/// bytes *before* the chunk's).
+fn read_bounced(fd: &OwnedFd, buf: &mut [u8], off: u64, bounce: &mut Vec<u8>) -> FsResult<usize> {
+    if bounce.len() < BOUNCE_CHUNK + 4096 {
+        // Zeroed once per thread; later reads overwrite what they use.
+        bounce.resize(BOUNCE_CHUNK + 4096, 0);
+    }
+    let mut done = 0;
+    while done < buf.len() {
+        let at = offset(off, done)?;
+        let start = (at as usize + 64).wrapping_sub(bounce.as_ptr() as usize) & 4095;
+        let want = (buf.len() - done).min(BOUNCE_CHUNK);
+        let chunk = &mut bounce[start..start + want];
+        let n = pread_full(fd, chunk, at)?;
+        buf[done..done + n].copy_from_slice(&chunk[..n]);
+        done += n;
+        if n < want {
+            break;
+        }
+    }
+    Ok(done)
+}
+
 /// An FD opened for I/O by re-opening a control FD's file.
 pub(crate) struct HostOpen {
     fd: OwnedFd,
@@ -86,17 +151,10 @@ impl OpenFdImpl for HostOpen {
     }
 
     fn read(&self, buf: &mut [u8], off: u64) -> FsResult<usize> {
-        let mut done = 0;
-        while done < buf.len() {
-            let at = offset(off, done)?;
-            match rustix::io::pread(&self.fd, &mut buf[done..], at) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(host(e)),
-            }
+        if buf.len() >= BOUNCE_MIN && slow_kernel_copy(buf.as_ptr(), off) {
+            return BOUNCE.with(|b| read_bounced(&self.fd, buf, off, &mut b.borrow_mut()));
         }
-        Ok(done)
+        pread_full(&self.fd, buf, off)
     }
 
     fn allocate(&self, mode: u64, off: u64, len: u64) -> FsResult<()> {
@@ -184,5 +242,58 @@ impl BoundSocketFdImpl for HostBoundSocket {
             .map_err(host)?;
         // The peer's host address is none of the client's business.
         Ok((fd, Vec::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file of `len` bytes whose byte `i` is `i * 7 mod 251`.
+    fn file(len: usize) -> OwnedFd {
+        let fd =
+            rustix::fs::memfd_create("bounce", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd");
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let mut done = 0;
+        while done < data.len() {
+            done += rustix::io::write(&fd, &data[done..]).expect("write");
+        }
+        fd
+    }
+
+    #[test]
+    fn reads_that_take_the_bounce_path_return_the_same_bytes() {
+        let len = BOUNCE_CHUNK * 2 + 5000;
+        let f = HostOpen::new(file(len));
+        let mut backing = vec![0u8; len + 8192];
+        for off in [0u64, 1, 4095, 4096, 12_345, (len - 3000) as u64] {
+            for want in [BOUNCE_MIN, 4096, BOUNCE_CHUNK + 17, len] {
+                // Place the destination 8 bytes past the file offset's page
+                // position: the slow case, so the bounce path runs.
+                let base = backing.as_ptr() as usize;
+                let start = (off as usize + 8).wrapping_sub(base) & 4095;
+                let buf = &mut backing[start..start + want];
+                assert!(slow_kernel_copy(buf.as_ptr(), off));
+                buf.fill(0xee);
+                let n = f.read(buf, off).expect("read");
+                let expect = want.min(len - off as usize);
+                assert_eq!(n, expect, "off {off} want {want}");
+                for (i, b) in buf[..n].iter().enumerate() {
+                    assert_eq!(*b, ((off as usize + i) * 7 % 251) as u8, "byte {i}");
+                }
+                assert!(buf[n..].iter().all(|b| *b == 0xee), "nothing past EOF");
+            }
+        }
+    }
+
+    #[test]
+    fn only_destinations_just_past_the_source_page_offset_are_slow() {
+        let page = 0x10_0000usize;
+        assert!(!slow_kernel_copy(page as *const u8, 0));
+        assert!(slow_kernel_copy((page + 1) as *const u8, 0));
+        assert!(slow_kernel_copy((page + 31) as *const u8, 0));
+        assert!(!slow_kernel_copy((page + 32) as *const u8, 0));
+        assert!(!slow_kernel_copy((page + 4095) as *const u8, 0));
+        assert!(slow_kernel_copy((page + 28) as *const u8, 4096 + 4));
     }
 }
