@@ -88,14 +88,17 @@ export declare class NativeClient {
    * every FDID of this connection.
    */
   shutdown(): void
-  /** FStat. */
-  fstat(fd: bigint): Statx | Promise<Statx>
+  /**
+   * FStat: the stat's 144 wire bytes (`decodeStatx` in the TypeScript
+   * layer reads them; see [`wire_bytes`]).
+   */
+  fstat(fd: bigint): Buffer | Promise<Buffer>
   /** SetStat. */
   setStat(fd: bigint, args: SetStatArgs): Promise<SetStatResult>
-  /** Walk. */
+  /** Walk: the status and the inodes' wire bytes (152 each: FDID, stat). */
   walk(dir: bigint, names: Array<Buffer>): WalkResult | Promise<WalkResult>
-  /** WalkStat. */
-  walkStat(dir: bigint, names: Array<Buffer>): Array<Statx> | Promise<Array<Statx>>
+  /** WalkStat: the stats' wire bytes, 144 each. */
+  walkStat(dir: bigint, names: Array<Buffer>): Buffer | Promise<Buffer>
   /** OpenAt. */
   openAt(fd: bigint, flags: number): Opened | Promise<Opened>
   /** OpenCreateAt. */
@@ -652,10 +655,13 @@ export interface Timespec {
  */
 export declare function version(): string
 
-/** A Walk's outcome. */
+/**
+ * A Walk's outcome: `inodes` holds each inode's wire encoding (152 bytes:
+ * the FDID, then the stat), which the TypeScript layer decodes.
+ */
 export interface WalkResult {
   status: WalkStatus
-  inodes: Array<Inode>
+  inodes: Buffer
 }
 
 /** Outcome of a Walk. */

@@ -12,6 +12,7 @@ import {
   type Request,
   type Response,
 } from '../index.js'
+import { decodeInodes, decodeStatx, decodeStatxs } from '../src/wire.js'
 
 interface Vector {
   name: string
@@ -175,4 +176,25 @@ test('random bytes into every decoder only ever throw ERR_LISAFS_DECODE', (t) =>
     }
   }
   t.true(decoded > 0)
+})
+
+test("the TypeScript stat decoders (the client's fast path) agree with the Rust codec on gVisor's vectors", (t) => {
+  const fstat = vector('Statx/regular-file')
+  const viaRust = decodeResponse(Mid.FStat, fstat, true)
+  if (viaRust.type !== 'FStat') return t.fail(`got ${viaRust.type}`)
+  t.deepEqual(decodeStatx(fstat), viaRust.stat)
+  t.throws(() => decodeStatx(fstat.subarray(1)), { instanceOf: RangeError })
+
+  const ws = vector('WalkStatResp/three-stats')
+  const wsRust = decodeResponse(Mid.WalkStat, ws, true)
+  if (wsRust.type !== 'WalkStat') return t.fail(`got ${wsRust.type}`)
+  // A u16 count, then the stats.
+  t.deepEqual(decodeStatxs(ws.subarray(2)), wsRust.stats)
+
+  const w = vector('WalkResp/success-three-inodes')
+  const wRust = decodeResponse(Mid.Walk, w, true)
+  if (wRust.type !== 'Walk') return t.fail(`got ${wRust.type}`)
+  // A status byte and a u16 count, then the inodes.
+  t.deepEqual(decodeInodes(w.subarray(3)), wRust.inodes)
+  t.throws(() => decodeInodes(w.subarray(4)), { instanceOf: RangeError })
 })

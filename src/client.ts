@@ -10,6 +10,7 @@ import {
   type WalkStatus,
 } from '../index.js'
 import { fromNative } from './errors.js'
+import { decodeInodes, decodeStatx, decodeStatxs, mapMaybe } from './wire.js'
 
 /** A name: a string (encoded as UTF-8) or raw bytes. */
 export type Name = string | Uint8Array
@@ -249,7 +250,7 @@ export class ControlFd extends Handle {
     const list = Array.isArray(names) ? names : [names]
     const r = await this.call('walk', () => this.native.walk(this.id, list.map(bytes)))
     let path = this.path
-    const fds = r.inodes.map((inode, i) => {
+    const fds = decodeInodes(r.inodes).map((inode, i) => {
       const name = list[i]
       path = name === undefined ? path : path === '/' ? `/${printable(name)}` : `${path}/${printable(name)}`
       return this.wrap(inode, path)
@@ -262,12 +263,12 @@ export class ControlFd extends Handle {
    * `''` stats this directory itself.
    */
   walkStat(names: Name[]): Promise<Statx[]> {
-    return this.call('walkStat', () => this.native.walkStat(this.id, names.map(bytes)))
+    return this.call('walkStat', () => mapMaybe(this.native.walkStat(this.id, names.map(bytes)), decodeStatxs))
   }
 
   /** Stats the file. */
   stat(): Promise<Statx> {
-    return this.call('stat', () => this.native.fstat(this.id))
+    return this.call('stat', () => mapMaybe(this.native.fstat(this.id), decodeStatx))
   }
 
   /** Changes attributes; a partial failure is reported, not thrown. */
@@ -448,7 +449,7 @@ export class OpenFd extends Handle {
 
   /** Stats the open file. */
   stat(): Promise<Statx> {
-    return this.call('fstat', () => this.native.fstat(this.id))
+    return this.call('fstat', () => mapMaybe(this.native.fstat(this.id), decodeStatx))
   }
 
   /** Flushes to stable storage. */
