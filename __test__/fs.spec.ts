@@ -256,6 +256,12 @@ fsTest('stat vs lstat on a symlink; fields match the host', async (t, { fs, root
   t.is(Math.round(s.ctimeMs), Math.round(host.ctimeMs))
   t.true(s.mtime instanceof Date)
   t.is(s.mtime.getTime(), new Date(s.mtimeMs).getTime())
+  t.is(s.atime, s.atime, 'a date is built once')
+  // JSON carries the dates as node:fs's Stats does, though they are lazy.
+  const json = JSON.parse(JSON.stringify(s)) as Record<string, unknown>
+  t.is(json.mtime, s.mtime.toISOString())
+  t.is(json.birthtime, s.birthtime.toISOString())
+  t.is(json.size, 12)
 
   const l = await fs.lstat('link')
   t.true(l.isSymbolicLink())

@@ -193,14 +193,12 @@ export class LisafsStats {
   readonly ctimeMs: number
   /** Creation, in ms since the epoch (0 when the filesystem does not say). */
   readonly birthtimeMs: number
-  /** Last access. */
-  readonly atime: Date
-  /** Last modification. */
-  readonly mtime: Date
-  /** Last status change. */
-  readonly ctime: Date
-  /** Creation. */
-  readonly birthtime: Date
+  // Dates are built on first use, as node:fs does: most callers read a
+  // size or a type, and four Date objects were a fifth of a stat's cost.
+  #atime?: Date
+  #mtime?: Date
+  #ctime?: Date
+  #birthtime?: Date
 
   /** @param s - the protocol's statx */
   constructor(s: Statx) {
@@ -218,10 +216,29 @@ export class LisafsStats {
     this.mtimeMs = ms(s.mtime)
     this.ctimeMs = ms(s.ctime)
     this.birthtimeMs = ms(s.btime)
-    this.atime = new Date(this.atimeMs)
-    this.mtime = new Date(this.mtimeMs)
-    this.ctime = new Date(this.ctimeMs)
-    this.birthtime = new Date(this.birthtimeMs)
+  }
+
+  /** Last access. */
+  get atime(): Date {
+    return (this.#atime ??= new Date(this.atimeMs))
+  }
+  /** Last modification. */
+  get mtime(): Date {
+    return (this.#mtime ??= new Date(this.mtimeMs))
+  }
+  /** Last status change. */
+  get ctime(): Date {
+    return (this.#ctime ??= new Date(this.ctimeMs))
+  }
+  /** Creation. */
+  get birthtime(): Date {
+    return (this.#birthtime ??= new Date(this.birthtimeMs))
+  }
+
+  /** The fields and the four dates, as `JSON.stringify` of an `fs.Stats` gives. */
+  toJSON(): Record<string, number | Date> {
+    const fields: Record<string, number> = Object.fromEntries(Object.entries(this))
+    return { ...fields, atime: this.atime, mtime: this.mtime, ctime: this.ctime, birthtime: this.birthtime }
   }
 
   /** Whether this is a regular file. */
