@@ -176,7 +176,11 @@ impl SockCommunicator {
             self.end = 0;
             if want_fds == 0 && self.buf.is_empty() {
                 let max = usize::try_from(self.max_payload).unwrap_or(usize::MAX);
-                self.buf.resize(READ_AHEAD.min(max), 0);
+                let size = READ_AHEAD.min(max);
+                // Exact: growth from empty rounds small sizes up (to 8),
+                // past a limit as small as the payload limit may be.
+                self.buf.reserve_exact(size);
+                self.buf.resize(size, 0);
             }
             let ahead: &mut [u8] = if want_fds == 0 {
                 &mut self.buf

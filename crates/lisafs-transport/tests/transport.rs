@@ -27,10 +27,11 @@ scenario_tests!(
     send_errors,
     nonblocking_sockets,
     pipelined_frames,
+    read_ahead_within_tiny_limits,
 );
 
 #[test]
 fn every_scenario_has_a_test() {
     // `ALL` drives the leak test; keep it and the list above in step.
-    assert_eq!(common::ALL.len(), 14);
+    assert_eq!(common::ALL.len(), 16);
 }

@@ -485,6 +485,11 @@ pub const ALL: &[(&str, fn())] = &[
     ("shutdown_unblocks_recv", shutdown_unblocks_recv),
     ("send_errors", send_errors),
     ("nonblocking_sockets", nonblocking_sockets),
+    ("pipelined_frames", pipelined_frames),
+    (
+        "read_ahead_within_tiny_limits",
+        read_ahead_within_tiny_limits,
+    ),
 ];
 
 // --- Read-ahead -------------------------------------------------------------------
@@ -526,4 +531,24 @@ pub fn pipelined_frames() {
     assert!(comm.recv_buffer_capacity() <= 10);
     drop(raw);
     assert!(matches!(comm.recv(0), Err(RecvError::Closed)));
+}
+
+/// The read-ahead buffer respects a payload limit below Vec's smallest
+/// growth step (found by the `frames` fuzz target: a 6-byte limit got an
+/// 8-byte buffer).
+pub fn read_ahead_within_tiny_limits() {
+    for max in 1..=16u32 {
+        let (mut comm, raw) = raw_pair();
+        comm.set_max_payload(max);
+        let mut raw = raw;
+        raw.write_all(&header(Mid::FSTAT, 1)).unwrap();
+        raw.write_all(b"x").unwrap();
+        let f = comm.recv(0).unwrap();
+        assert_eq!((f.mid, f.payload), (Mid::FSTAT, &b"x"[..]));
+        assert!(
+            comm.recv_buffer_capacity() <= max as usize,
+            "limit {max}: buffer {}",
+            comm.recv_buffer_capacity()
+        );
+    }
 }
