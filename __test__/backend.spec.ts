@@ -484,3 +484,34 @@ test('renames are reported to the FDs they moved (renamed(), after the fact)', a
   await open?.close()
   await Promise.all([...fds, other].map((f) => f?.close()))
 })
+
+test('readFile reads on when a backend returns a file in pieces, and stops at the stat size otherwise', async (t) => {
+  const content = Buffer.from('0123456789abcdefghij')
+  const reads: number[] = []
+  const stat: StatInput = { ...FILE, size: BigInt(content.length) }
+  const file = (piece: number): ControlFdImpl => ({
+    stat: () => stat,
+    open: () => ({
+      read: (length: number, offset: bigint) => {
+        reads.push(length)
+        const at = Number(offset)
+        return content.subarray(at, at + Math.min(length, piece))
+      },
+    }),
+  })
+  const withFile = (f: ControlFdImpl): Backend =>
+    rootWith({
+      walk: (name) => {
+        if (name.toString() === 'f') return { file: f, stat }
+        throw backendError('ENOENT')
+      },
+    })
+  const pieces = await serve(t, withFile(file(3)))
+  t.deepEqual(await pieces.fs.readFile('/f'), content, 'short reads before the size are not the end')
+  t.true(reads.length > 1)
+
+  reads.length = 0
+  const whole = await serve(t, withFile(file(1 << 20)))
+  t.deepEqual(await whole.fs.readFile('/f'), content)
+  t.deepEqual(reads, [content.length + 1], 'one read of size + 1 for a file that did not grow')
+})

@@ -888,10 +888,10 @@ export class LisafsFs {
     const ctx: ErrCtx = { syscall: 'open', path: p.display }
     checkAborted(opts.signal)
     if (p.empty) throw fail(E.ENOENT, ctx)
-    // Walk + OpenAt, one PRead sized from the walk's stat (a short read is
-    // the end of the file), then one Close for every handle: four round
-    // trips for a small file. Files that grew, or report size 0 (procfs),
-    // are read on in chunks until a read comes back empty or short.
+    // Walk + OpenAt, one PRead sized from the walk's stat (a short read at
+    // that size is the end of the file), then one Close for every handle:
+    // four round trips for a small file. Files that grew, report size 0
+    // (procfs) or come in pieces are read on until a read comes back empty.
     const r = await this.resolve(p.comps, { follow: true, missing: 'error', dirOnly: p.dirOnly }, ctx)
     let file: OpenFd | undefined
     const chunks: Buffer[] = []
@@ -915,9 +915,12 @@ export class LisafsFs {
         } catch (err) {
           throw relabel(err, { syscall: 'read', path: p.display })
         }
-        if (buf.length > 0) chunks.push(buf)
+        if (buf.length === 0) break
+        chunks.push(buf)
         total += buf.length
-        if (buf.length < want) break
+        // A short read ends the file once the stat's size is reached; before
+        // that it is only a backend that reads in pieces, so read on.
+        if (buf.length < want && size > 0 && total >= size) break
         want = this.chunk
       }
     } catch (err) {
