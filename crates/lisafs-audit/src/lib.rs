@@ -274,6 +274,20 @@ struct Ev<'a> {
     flags: u32,
 }
 
+impl<'a> Ev<'a> {
+    /// An event on one path (no rename target).
+    fn at(op: &'static str, class: Class, conn: u32, path: &'a Arc<[u8]>, flags: u32) -> Self {
+        Ev {
+            op,
+            class,
+            conn,
+            path,
+            new_path: None,
+            flags,
+        }
+    }
+}
+
 impl AuditShared {
     fn check(&self, class: Class, mutating: bool, path: &[u8]) -> FsResult<()> {
         match &self.policy {
@@ -430,14 +444,7 @@ impl ConnectionImpl for AuditConnection {
     fn mount(&self) -> FsResult<(NewControl, Option<OwnedFd>)> {
         let conn = self.s.next_conn.fetch_add(1, Ordering::Relaxed);
         let root: Arc<[u8]> = Arc::from(&b"/"[..]);
-        let ev = Ev {
-            op: "mount",
-            class: Class::Read,
-            conn,
-            path: &root,
-            new_path: None,
-            flags: 0,
-        };
+        let ev = Ev::at("mount", Class::Read, conn, &root, 0);
         let (nc, donate) = self.s.run(ev, Ok(()), || self.inner.mount(), |_| None)?;
         let nc = NewControl {
             imp: Box::new(AuditControl {
@@ -466,14 +473,7 @@ impl AuditControl {
     }
 
     fn ev<'a>(&self, op: &'static str, class: Class, path: &'a Arc<[u8]>, flags: u32) -> Ev<'a> {
-        Ev {
-            op,
-            class,
-            conn: self.conn,
-            path,
-            new_path: None,
-            flags,
-        }
+        Ev::at(op, class, self.conn, path, flags)
     }
 
     fn child(&self, nc: NewControl, path: Arc<[u8]>) -> (NewControl, PathCell) {
@@ -862,14 +862,7 @@ impl AuditOpen {
     }
 
     fn ev<'a>(&self, op: &'static str, class: Class, path: &'a Arc<[u8]>, flags: u32) -> Ev<'a> {
-        Ev {
-            op,
-            class,
-            conn: self.conn,
-            path,
-            new_path: None,
-            flags,
-        }
+        Ev::at(op, class, self.conn, path, flags)
     }
 
     fn read_op<T>(&self, op: &'static str, f: impl FnOnce() -> FsResult<T>) -> FsResult<T> {
@@ -959,14 +952,7 @@ impl BoundSocketFdImpl for AuditBound {
     fn listen(&self, backlog: i32) -> FsResult<()> {
         let p = Arc::clone(&lock(&self.path));
         let allowed = self.s.check(Class::Socket, false, &p);
-        let ev = Ev {
-            op: "listen",
-            class: Class::Socket,
-            conn: self.conn,
-            path: &p,
-            new_path: None,
-            flags: 0,
-        };
+        let ev = Ev::at("listen", Class::Socket, self.conn, &p, 0);
         self.s
             .run(ev, allowed, || self.inner.listen(backlog), |_| None)
     }
@@ -974,14 +960,7 @@ impl BoundSocketFdImpl for AuditBound {
     fn accept(&self) -> FsResult<(OwnedFd, Vec<u8>)> {
         let p = Arc::clone(&lock(&self.path));
         let allowed = self.s.check(Class::Socket, false, &p);
-        let ev = Ev {
-            op: "accept",
-            class: Class::Socket,
-            conn: self.conn,
-            path: &p,
-            new_path: None,
-            flags: 0,
-        };
+        let ev = Ev::at("accept", Class::Socket, self.conn, &p, 0);
         self.s.run(ev, allowed, || self.inner.accept(), |_| None)
     }
 }

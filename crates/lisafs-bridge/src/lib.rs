@@ -62,44 +62,6 @@ pub const EVENT_DELAY: Duration = Duration::from_millis(5);
 /// Queued events that make a drain worth asking for at once.
 pub const EVENT_BATCH: usize = 512;
 
-/// Every standard message: a remote backend answers ENOSYS for what it
-/// lacks.
-const SUPPORTED: [Mid; 33] = [
-    Mid::MOUNT,
-    Mid::CHANNEL,
-    Mid::FSTAT,
-    Mid::SET_STAT,
-    Mid::WALK,
-    Mid::WALK_STAT,
-    Mid::OPEN_AT,
-    Mid::OPEN_CREATE_AT,
-    Mid::CLOSE,
-    Mid::FSYNC,
-    Mid::PWRITE,
-    Mid::PREAD,
-    Mid::MKDIR_AT,
-    Mid::MKNOD_AT,
-    Mid::SYMLINK_AT,
-    Mid::LINK_AT,
-    Mid::FSTAT_FS,
-    Mid::FALLOCATE,
-    Mid::READ_LINK_AT,
-    Mid::FLUSH,
-    Mid::CONNECT,
-    Mid::UNLINK_AT,
-    Mid::RENAME_AT,
-    Mid::GETDENTS64,
-    Mid::FGET_XATTR,
-    Mid::FSET_XATTR,
-    Mid::FLIST_XATTR,
-    Mid::FREMOVE_XATTR,
-    Mid::BIND_AT,
-    Mid::LISTEN,
-    Mid::ACCEPT,
-    Mid::CONNECT_WITH_CREDS,
-    Mid::RENAME_AT2,
-];
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -882,8 +844,10 @@ impl<D: Dispatcher> ConnectionImpl for RemoteConnection<D> {
         Ok((self.bridge.call_control("mount", 0, None)?, None))
     }
 
+    /// Every standard message: the other side answers ENOSYS for what it
+    /// lacks.
     fn supported_messages(&self) -> &[Mid] {
-        &SUPPORTED
+        Mid::REQUESTS
     }
 
     fn max_message_size(&self) -> u32 {

@@ -263,6 +263,12 @@ fn a_malformed_reply_fails_the_call_and_releases_its_handles() {
     });
     let conn = r.bridge.connection(None);
     assert_eq!(conn.mount().err().map(|e| e.0), Some(Errno::EIO.0));
+    // The failed call wakes the server thread inside `complete`, before the
+    // answering thread records what `complete` returned: wait for that.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while r.completions.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let done = r.completions.lock().unwrap().clone();
     assert_eq!(done.len(), 1);
     let msg = done[0].clone().unwrap_err();

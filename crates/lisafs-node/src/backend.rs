@@ -31,7 +31,7 @@ use napi_derive::napi;
 use crate::client::SetStatArgs;
 use crate::codec::{Dirent64, StatFs, Statx, StatxTimestamp, Timespec};
 use crate::error::Fail;
-use crate::server::ServerStats;
+use crate::server::{clamp, ServerStats};
 
 // ---------------------------------------------------------------------------
 // JS-facing objects
@@ -408,10 +408,6 @@ pub struct NativeBackendServer {
     audit: Option<Arc<AuditConnection>>,
 }
 
-fn clamp(v: u64) -> u32 {
-    u32::try_from(v).unwrap_or(u32::MAX)
-}
-
 #[napi]
 impl NativeBackendServer {
     /// Creates the server. `dispatch(callId, op, handle, args)` is called on
@@ -583,14 +579,7 @@ impl NativeBackendServer {
     /// Live connections, FDs and nodes.
     #[napi]
     pub fn stats(&self) -> ServerStats {
-        let s = self.service.stats();
-        ServerStats {
-            connections: clamp(s.connections),
-            control_fds: clamp(s.control_fds),
-            open_fds: clamp(s.open_fds),
-            bound_socket_fds: clamp(s.bound_socket_fds),
-            nodes: clamp(s.nodes),
-        }
+        self.service.stats().into()
     }
 
     /// Counters of the bridge and the audit layer.

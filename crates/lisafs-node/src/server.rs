@@ -67,8 +67,21 @@ pub struct Server {
     service: Arc<Service>,
 }
 
-fn clamp(v: u64) -> u32 {
+/// A count for JavaScript, saturated at `u32::MAX`.
+pub(crate) fn clamp(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+impl From<lisafs_server::Stats> for ServerStats {
+    fn from(s: lisafs_server::Stats) -> Self {
+        ServerStats {
+            connections: clamp(s.connections),
+            control_fds: clamp(s.control_fds),
+            open_fds: clamp(s.open_fds),
+            bound_socket_fds: clamp(s.bound_socket_fds),
+            nodes: clamp(s.nodes),
+        }
+    }
 }
 
 #[napi]
@@ -140,14 +153,7 @@ impl Server {
     /// Live connections, FDs and nodes.
     #[napi]
     pub fn stats(&self) -> ServerStats {
-        let s = self.service.stats();
-        ServerStats {
-            connections: clamp(s.connections),
-            control_fds: clamp(s.control_fds),
-            open_fds: clamp(s.open_fds),
-            bound_socket_fds: clamp(s.bound_socket_fds),
-            nodes: clamp(s.nodes),
-        }
+        self.service.stats().into()
     }
 }
 

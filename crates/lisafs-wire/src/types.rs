@@ -40,6 +40,9 @@ macro_rules! mids {
                 pub const $konst: Mid = Mid($v);
             )*
 
+            /// Every standard MID in ascending order, `ERROR` first.
+            pub const STANDARD: &'static [Mid] = &[$(Mid($v)),*];
+
             /// The protocol name of a standard MID (as gVisor spells it).
             pub const fn name(self) -> Option<&'static str> {
                 match self.0 {
@@ -91,6 +94,13 @@ mids! {
 impl Mid {
     /// The highest standard MID of upstream LISAFS.
     pub const MAX_STANDARD: Mid = Mid::RENAME_AT2;
+
+    /// Every standard request MID (all of [`Mid::STANDARD`] but `ERROR`):
+    /// what a server that answers every message advertises.
+    pub const REQUESTS: &'static [Mid] = match Mid::STANDARD.split_first() {
+        Some((_, rest)) => rest,
+        None => &[],
+    };
 }
 
 /// An FD identifier, private to one connection. `0` is invalid.

@@ -437,3 +437,13 @@ fn decoded_arrays_re_encode_padding_as_zeros() {
     back.encode_to_vec(&mut w2).expect("re-encode");
     assert_eq!(w1, w2);
 }
+
+#[test]
+fn the_standard_mid_lists_cover_every_named_mid() {
+    assert_eq!(Mid::STANDARD.len(), usize::from(Mid::MAX_STANDARD.0) + 1);
+    assert!(Mid::STANDARD
+        .iter()
+        .enumerate()
+        .all(|(i, m)| usize::from(m.0) == i && m.name().is_some()));
+    assert_eq!(Mid::REQUESTS, &Mid::STANDARD[1..]);
+}
